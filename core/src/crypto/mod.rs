@@ -1,0 +1,3 @@
+//! Cryptographic building blocks shared by the protocol layers.
+
+pub mod hash;
