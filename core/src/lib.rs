@@ -1,0 +1,10 @@
+//! hyperswarm-rs: the Hyperswarm peer-to-peer stack, wire-compatible with the JS packages.
+//!
+//! Layers, bottom up: [`encoding`] (compact-encoding), [`crypto`] (hashes and keys),
+//! [`rpc`] (dht-rpc: the UDP request/response and Kademlia layer every HyperDHT node runs).
+
+#![deny(missing_docs)]
+
+pub mod crypto;
+pub mod encoding;
+pub mod rpc;
