@@ -173,6 +173,11 @@ impl Node {
         let client = UdpSocket::bind(SocketAddr::new(config.host, 0)).await?;
         let server_addr = server.local_addr()?;
         let client_addr = client.local_addr()?;
+        if let Some(a) = &mut config.rpc.bootstrapper_addr {
+            if a.port() == 0 {
+                a.set_port(server_addr.port());
+            }
+        }
         for spec in &config.bootstrap {
             config.rpc.bootstrap.push(resolve_bootstrap(spec).await?);
         }

@@ -1412,11 +1412,12 @@ impl RpcNode {
             }
         };
         e.query.on_reply(&reply, was_slow);
+        tracing::trace!(query = id.0, from = %reply.from, closer = ?reply.closer_nodes, "query reply");
         if e.query.finished {
             return;
         }
         let mut hints = Vec::new();
-        for addr in &reply.closer_nodes {
+        for addr in reply.closer_nodes.iter().take(K) {
             let Some(nid) = NodeId::from_addr(addr) else {
                 continue;
             };
@@ -1425,9 +1426,10 @@ impl RpcNode {
             }
             let (closer, hint) = e.query.add_pending(Candidate { addr: *addr, id: nid }, Some(reply.from));
             hints.extend(hint);
-            if !closer {
-                break;
-            }
+            // dht-rpc stops at the first candidate that is not closer, but responders list
+            // nodes in bucket order, not by distance, so nearer ones can follow a farther
+            // one. Scanning the whole (at most k long) list finds them.
+            let _ = closer;
         }
         e.query.after_reply();
         let role = e.query_role();

@@ -1,0 +1,66 @@
+//! `hyperswarm`: run and probe HyperDHT nodes from the command line.
+
+mod demo;
+mod dht;
+mod output;
+
+use clap::{Parser, Subcommand};
+
+/// The public HyperDHT bootstrap nodes: the default for users, never for tests.
+pub const PUBLIC_BOOTSTRAP: &[&str] = &[
+    "88.99.3.86@node1.hyperdht.org:49737",
+    "142.93.90.113@node2.hyperdht.org:49737",
+    "138.68.147.8@node3.hyperdht.org:49737",
+];
+
+#[derive(Parser)]
+#[command(name = "hyperswarm", version, about = "Hyperswarm peer-to-peer stack (Rust)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a DHT node until interrupted.
+    DhtNode(dht::NodeArgs),
+    /// Ping one DHT node.
+    DhtPing(dht::PingArgs),
+    /// Find the nodes closest to one or more 32-byte hex targets.
+    DhtFind(dht::FindArgs),
+    /// Start a small DHT on loopback inside this process and show a lookup through it.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::DhtNode(a) => dht::node(a).await,
+            Command::DhtPing(a) => dht::ping(a).await,
+            Command::DhtFind(a) => dht::find(a).await,
+            Command::Demo(a) => demo::run(a).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
