@@ -94,6 +94,12 @@ impl Writer {
         self
     }
 
+    /// Fixed-width little-endian u24 (the top byte of `n` must be zero).
+    pub fn u24(&mut self, n: u32) -> &mut Self {
+        self.buf.extend_from_slice(&n.to_le_bytes()[..3]);
+        self
+    }
+
     /// Fixed-width little-endian u32.
     pub fn u32(&mut self, n: u32) -> &mut Self {
         self.buf.extend_from_slice(&n.to_le_bytes());
@@ -220,6 +226,12 @@ impl<'a> Reader<'a> {
     /// Fixed-width little-endian u16.
     pub fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_le_bytes(self.array()?))
+    }
+
+    /// Fixed-width little-endian u24.
+    pub fn u24(&mut self) -> Result<u32, DecodeError> {
+        let [a, b, c] = self.array()?;
+        Ok(u32::from_le_bytes([a, b, c, 0]))
     }
 
     /// Fixed-width little-endian u32.
