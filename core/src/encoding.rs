@@ -353,7 +353,7 @@ mod tests {
 
     #[test]
     fn truncated_input_is_an_error_not_a_panic() {
-        for bytes in [&[0xfdu8][..], &[0xfe, 1, 2], &[0xff, 0, 0, 0], &[5, 1, 2]] {
+        for bytes in [&[0xfdu8][..], &[0xfe, 1, 2], &[0xff, 0, 0, 0], &[5, 9, 2]] {
             let mut r = Reader::new(bytes);
             let res = r.uint().and_then(|_| r.buffer().map(|_| 0));
             assert!(res.is_err(), "{bytes:?}");

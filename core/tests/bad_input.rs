@@ -191,6 +191,13 @@ fn sans_io_core_survives_garbage() {
     let mut sent = 0usize;
     for i in 0..20_000 {
         let d = hostile(&mut rng, i, me);
+        if let Ok(msg) = Message::decode(&d) {
+            let again = match &msg {
+                Message::Request(r) => r.encode(),
+                Message::Response(r) => r.encode(),
+            };
+            assert_eq!(Message::decode(&again.unwrap()).ok(), Some(msg), "re-encoding is lossless");
+        }
         let from = SocketAddr::new(LOOPBACK, rng.gen_range(1..u16::MAX));
         let socket = if i % 2 == 0 {
             SocketKind::Server

@@ -51,8 +51,8 @@ impl NatSampler {
 
     /// Records one report and returns how many recent reports agree on this exact address.
     pub fn add(&mut self, host: IpAddr, port: u16) -> u32 {
-        let a = self.bump(host, port, 2);
-        let b = self.bump(host, 0, 1);
+        let mut a = self.bump(host, port, 2);
+        let mut b = self.bump(host, 0, 1);
 
         if self.ring.len() < RING {
             self.size += 1;
@@ -70,13 +70,15 @@ impl NatSampler {
             if self.top == RING {
                 self.top = 0;
             }
-            let old_a = std::mem::replace(&mut self.ring[self.top], a);
+            let slot = self.top;
+            let old_a = std::mem::replace(&mut self.ring[slot], a);
             self.pool[old_a].hits -= 1;
-            self.top += 1;
-            let old_b = std::mem::replace(&mut self.ring[self.top], b);
+            let old_b = std::mem::replace(&mut self.ring[slot + 1], b);
             self.pool[old_b].hits -= 1;
-            self.top += 1;
+            self.top += 2;
             self.compact();
+            // Compaction renumbers the pool; the ring holds the new indexes.
+            (a, b) = (self.ring[slot], self.ring[slot + 1]);
         }
 
         let (a_hits, b_hits) = (self.pool[a].hits, self.pool[b].hits);
