@@ -46,9 +46,12 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
         nodes.push(node);
     }
     for node in &nodes {
-        tokio::time::timeout(STEP_TIMEOUT, node.wait_for(|s| s.bootstrapped && s.id.is_some()))
-            .await
-            .map_err(|_| "a node did not become persistent in time".to_string())?;
+        tokio::time::timeout(
+            STEP_TIMEOUT,
+            node.wait_for(|s| s.bootstrapped && s.id.is_some()),
+        )
+        .await
+        .map_err(|_| "a node did not become persistent in time".to_string())?;
     }
     println!(
         "{} persistent nodes up in {:.0} ms",
@@ -90,7 +93,12 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
         let id = r.from_id.map(|i| i.to_hex()).unwrap_or_default();
         let ok = r.from_id.is_some_and(|i| truth.contains(&i));
         hits += usize::from(ok);
-        println!("  {:<21} {}  {}", r.from, &id[..16.min(id.len())], if ok { "✓" } else { " " });
+        println!(
+            "  {:<21} {}  {}",
+            r.from,
+            &id[..16.min(id.len())],
+            if ok { "✓" } else { " " }
+        );
     }
     println!(
         "lookup answered by {} nodes in {:.1} ms; {hits} of them are among the {} XOR-closest \

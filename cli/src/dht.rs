@@ -102,7 +102,9 @@ pub async fn node(args: NodeArgs) -> Result<(), String> {
             rpc,
         }
     };
-    let node = Node::bind(config).await.map_err(|e| format!("cannot start node: {e}"))?;
+    let node = Node::bind(config)
+        .await
+        .map_err(|e| format!("cannot start node: {e}"))?;
     let local = node.local_addr();
     out.emit(
         json!({"event": "listening", "host": local.ip().to_string(), "port": local.port()}),
@@ -170,17 +172,23 @@ pub async fn find(args: FindArgs) -> Result<(), String> {
     let targets = args
         .targets
         .iter()
-        .map(|t| NodeId::from_hex(t).ok_or_else(|| format!("target {t:?} is not 64 hex characters")))
+        .map(|t| {
+            NodeId::from_hex(t).ok_or_else(|| format!("target {t:?} is not 64 hex characters"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let node = Node::bind(client_config(bootstrap_list(args.bootstrap)))
         .await
         .map_err(|e| format!("cannot start node: {e}"))?;
     let s = node.bootstrapped().await;
-    out.emit(json!({"event": "bootstrapped", "table_size": s.table_size}), || {
-        format!("bootstrapped: {} nodes in table", s.table_size)
-    });
+    out.emit(
+        json!({"event": "bootstrapped", "table_size": s.table_size}),
+        || format!("bootstrapped: {} nodes in table", s.table_size),
+    );
     for target in targets {
-        let closest = node.find_node(target, QueryOptions::default()).closest().await;
+        let closest = node
+            .find_node(target, QueryOptions::default())
+            .closest()
+            .await;
         let nodes: Vec<_> = closest.iter().map(node_json).collect();
         out.emit(
             json!({"event": "closest", "target": target.to_hex(), "nodes": nodes}),

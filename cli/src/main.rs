@@ -14,7 +14,11 @@ pub const PUBLIC_BOOTSTRAP: &[&str] = &[
 ];
 
 #[derive(Parser)]
-#[command(name = "hyperswarm", version, about = "Hyperswarm peer-to-peer stack (Rust)")]
+#[command(
+    name = "hyperswarm",
+    version,
+    about = "Hyperswarm peer-to-peer stack (Rust)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -59,7 +59,9 @@ fn hostile(rng: &mut impl RngCore, i: usize, to: SocketAddr) -> Vec<u8> {
             tid: rng.gen(),
             to: Some(to),
             id: Some(NodeId(rng.gen())),
-            closer_nodes: (0..20).map(|p| SocketAddr::new(LOOPBACK, 1000 + p)).collect(),
+            closer_nodes: (0..20)
+                .map(|p| SocketAddr::new(LOOPBACK, 1000 + p))
+                .collect(),
             ..Response::default()
         }
         .encode()
@@ -136,7 +138,10 @@ async fn ten_thousand_hostile_datagrams() {
         let tid = round;
         let answered = async {
             loop {
-                prober.send_to(&ping_bytes(tid, target), target).await.unwrap();
+                prober
+                    .send_to(&ping_bytes(tid, target), target)
+                    .await
+                    .unwrap();
                 let wait = tokio::time::timeout(Duration::from_millis(250), async {
                     loop {
                         let (n, from) = prober.recv_from(&mut buf).await.unwrap();
@@ -196,7 +201,11 @@ fn sans_io_core_survives_garbage() {
                 Message::Request(r) => r.encode(),
                 Message::Response(r) => r.encode(),
             };
-            assert_eq!(Message::decode(&again.unwrap()).ok(), Some(msg), "re-encoding is lossless");
+            assert_eq!(
+                Message::decode(&again.unwrap()).ok(),
+                Some(msg),
+                "re-encoding is lossless"
+            );
         }
         let from = SocketAddr::new(LOOPBACK, rng.gen_range(1..u16::MAX));
         let socket = if i % 2 == 0 {

@@ -80,7 +80,9 @@ impl Sim {
                     if let Some(&(j, kind)) = self.by_addr.get(&t.dest) {
                         if !self.dead.contains(&j) {
                             let now = self.now;
-                            self.nodes[j].rpc.handle_datagram(now, kind, from, &t.payload);
+                            self.nodes[j]
+                                .rpc
+                                .handle_datagram(now, kind, from, &t.payload);
                         }
                     }
                 }
@@ -110,7 +112,11 @@ impl Sim {
             if self.dead.contains(&i) {
                 continue;
             }
-            if self.nodes[i].rpc.poll_timeout().is_some_and(|t| t <= self.now) {
+            if self.nodes[i]
+                .rpc
+                .poll_timeout()
+                .is_some_and(|t| t <= self.now)
+            {
                 let now = self.now;
                 self.nodes[i].rpc.handle_timeout(now);
             }
@@ -120,7 +126,10 @@ impl Sim {
 
     fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Sim) -> bool) {
         while !done(self) {
-            assert!(self.now - self.start < limit, "condition not reached within {limit:?} of virtual time");
+            assert!(
+                self.now - self.start < limit,
+                "condition not reached within {limit:?} of virtual time"
+            );
             self.step();
         }
     }
@@ -149,7 +158,9 @@ fn network(n: usize) -> (Sim, SocketAddr) {
     sim.add(Config::bootstrapper(boot));
     for _ in 0..n {
         let i = sim.add(persistent(boot));
-        sim.run_until(Duration::from_secs(60), |s| s.nodes[i].rpc.is_bootstrapped());
+        sim.run_until(Duration::from_secs(60), |s| {
+            s.nodes[i].rpc.is_bootstrapped()
+        });
     }
     (sim, boot)
 }
@@ -159,7 +170,11 @@ fn persistent_nodes_take_the_id_of_their_address() {
     let (sim, _) = network(30);
     for n in &sim.nodes {
         assert!(n.rpc.is_bootstrapped());
-        assert_eq!(n.rpc.id(), NodeId::from_addr(&n.server), "id is hash(public address)");
+        assert_eq!(
+            n.rpc.id(),
+            NodeId::from_addr(&n.server),
+            "id is hash(public address)"
+        );
         assert!(!n.rpc.is_firewalled());
     }
     let with_persistent_event = sim
@@ -178,20 +193,35 @@ fn an_ephemeral_client_finds_the_closest_nodes() {
         ephemeral: Some(true),
         ..Config::default()
     });
-    sim.run_until(Duration::from_secs(60), |s| s.nodes[client].rpc.is_bootstrapped());
-    assert_eq!(sim.nodes[client].rpc.id(), None, "ephemeral clients stay anonymous");
+    sim.run_until(Duration::from_secs(60), |s| {
+        s.nodes[client].rpc.is_bootstrapped()
+    });
+    assert_eq!(
+        sim.nodes[client].rpc.id(),
+        None,
+        "ephemeral clients stay anonymous"
+    );
     // No persistent node adds the ephemeral client to its table.
     let client_id = sim.nodes[client].rpc.table_id();
-    assert!(sim.nodes[..client].iter().all(|n| n.rpc.table().get(&client_id).is_none()));
+    assert!(sim.nodes[..client]
+        .iter()
+        .all(|n| n.rpc.table().get(&client_id).is_none()));
 
     let target = NodeId([0x5a; 32]);
     let now = sim.now;
-    let q = sim.nodes[client].rpc.find_node(now, target, QueryOptions::default());
+    let q = sim.nodes[client]
+        .rpc
+        .find_node(now, target, QueryOptions::default());
     sim.deliver();
-    sim.run_until(Duration::from_secs(120), |s| s.query_done(client, q).is_some());
+    sim.run_until(Duration::from_secs(120), |s| {
+        s.query_done(client, q).is_some()
+    });
     let closest = sim.query_done(client, q).unwrap();
     assert_eq!(closest.len(), 20);
-    let ids: Vec<NodeId> = closest.iter().map(|r| r.from_id.expect("persistent ids")).collect();
+    let ids: Vec<NodeId> = closest
+        .iter()
+        .map(|r| r.from_id.expect("persistent ids"))
+        .collect();
     let mut sorted = ids.clone();
     sorted.sort_by(|a, b| target.cmp_distance(a, b));
     assert_eq!(ids, sorted, "closest replies come nearest first");
@@ -209,7 +239,11 @@ fn dead_nodes_leave_every_table() {
     let (mut sim, _) = network(25);
     let victim = 7;
     let victim_id = sim.nodes[victim].rpc.id().unwrap();
-    let knew = sim.nodes.iter().filter(|n| n.rpc.table().get(&victim_id).is_some()).count();
+    let knew = sim
+        .nodes
+        .iter()
+        .filter(|n| n.rpc.table().get(&victim_id).is_some())
+        .count();
     assert!(knew > 0);
     sim.dead.insert(victim);
     // Periodic pings (every 8 ticks of 5 s) find it gone within a few rounds.
@@ -228,10 +262,17 @@ fn an_adaptive_node_becomes_persistent_after_a_stable_period() {
         bootstrap: vec![boot],
         ..Config::default()
     });
-    sim.run_until(Duration::from_secs(60), |s| s.nodes[n].rpc.is_bootstrapped());
+    sim.run_until(Duration::from_secs(60), |s| {
+        s.nodes[n].rpc.is_bootstrapped()
+    });
     // The quick firewall probe during bootstrap proved the server socket reachable.
     assert!(!sim.nodes[n].rpc.is_firewalled());
     assert!(sim.nodes[n].rpc.is_ephemeral());
-    sim.run_until(Duration::from_secs(3 * 3600), |s| !s.nodes[n].rpc.is_ephemeral());
-    assert_eq!(sim.nodes[n].rpc.id(), NodeId::from_addr(&sim.nodes[n].server));
+    sim.run_until(Duration::from_secs(3 * 3600), |s| {
+        !s.nodes[n].rpc.is_ephemeral()
+    });
+    assert_eq!(
+        sim.nodes[n].rpc.id(),
+        NodeId::from_addr(&sim.nodes[n].server)
+    );
 }

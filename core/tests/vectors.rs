@@ -7,7 +7,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use hyperswarm::crypto::hash::blake2b_256_keyed;
 use hyperswarm::encoding::{Reader, Writer};
-use hyperswarm::rpc::{Message, NodeId, Request, Response, RoutingTable, TableNode, TokenSecrets, K};
+use hyperswarm::rpc::{
+    Message, NodeId, Request, Response, RoutingTable, TableNode, TokenSecrets, K,
+};
 use serde_json::Value;
 
 fn vectors() -> Vec<Value> {
@@ -45,7 +47,9 @@ fn run(prefix: &str, check: impl Fn(&str, &Value, &[u8])) -> usize {
         if !name.starts_with(prefix) {
             continue;
         }
-        let bytes = v["expected"]["bytes"].as_str().map(|_| hex_of(&v["expected"]["bytes"]));
+        let bytes = v["expected"]["bytes"]
+            .as_str()
+            .map(|_| hex_of(&v["expected"]["bytes"]));
         check(&name, &v, bytes.as_deref().unwrap_or(&[]));
         n += 1;
     }
@@ -66,15 +70,24 @@ fn compact_encoding() {
             }
             "uint16" => {
                 w.u16(value.as_u64().unwrap() as u16);
-                assert_eq!(Reader::new(bytes).u16().unwrap() as u64, value.as_u64().unwrap());
+                assert_eq!(
+                    Reader::new(bytes).u16().unwrap() as u64,
+                    value.as_u64().unwrap()
+                );
             }
             "uint24" => {
                 w.u24(value.as_u64().unwrap() as u32);
-                assert_eq!(Reader::new(bytes).u24().unwrap() as u64, value.as_u64().unwrap());
+                assert_eq!(
+                    Reader::new(bytes).u24().unwrap() as u64,
+                    value.as_u64().unwrap()
+                );
             }
             "uint32" => {
                 w.u32(value.as_u64().unwrap() as u32);
-                assert_eq!(Reader::new(bytes).u32().unwrap() as u64, value.as_u64().unwrap());
+                assert_eq!(
+                    Reader::new(bytes).u32().unwrap() as u64,
+                    value.as_u64().unwrap()
+                );
             }
             "uint64" => {
                 w.u64(value.as_u64().unwrap());
@@ -99,18 +112,25 @@ fn compact_encoding() {
             }
             "string" => {
                 w.string(value.as_str().unwrap());
-                assert_eq!(Reader::new(bytes).string().unwrap(), value.as_str().unwrap());
+                assert_eq!(
+                    Reader::new(bytes).string().unwrap(),
+                    value.as_str().unwrap()
+                );
             }
             "fixed32" => {
                 w.raw(&hex_of(value));
-                assert_eq!(Reader::new(bytes).array::<32>().unwrap().to_vec(), hex_of(value));
+                assert_eq!(
+                    Reader::new(bytes).array::<32>().unwrap().to_vec(),
+                    hex_of(value)
+                );
             }
             "ipv4Address" => {
                 w.ipv4_address(&addr_of(input)).unwrap();
                 assert_eq!(Reader::new(bytes).ipv4_address().unwrap(), addr_of(input));
             }
             "array(ipv4Address)" => {
-                let addrs: Vec<SocketAddr> = value.as_array().unwrap().iter().map(addr_of).collect();
+                let addrs: Vec<SocketAddr> =
+                    value.as_array().unwrap().iter().map(addr_of).collect();
                 w.ipv4_array(&addrs);
                 assert_eq!(Reader::new(bytes).ipv4_array().unwrap(), addrs);
             }
@@ -142,8 +162,14 @@ fn dht_rpc() {
                 let addr = addr_of(input);
                 let mut w = Writer::new();
                 w.ipv4_address(&addr).unwrap();
-                assert_eq!(hex::encode(w.as_bytes()), input["preimage"].as_str().unwrap());
-                assert_eq!(NodeId::from_addr(&addr).unwrap(), id_of(&v["expected"]["id"]));
+                assert_eq!(
+                    hex::encode(w.as_bytes()),
+                    input["preimage"].as_str().unwrap()
+                );
+                assert_eq!(
+                    NodeId::from_addr(&addr).unwrap(),
+                    id_of(&v["expected"]["id"])
+                );
             }
             "request" => check_request(name, input, bytes, &v["decoded"]),
             "response" => check_response(name, input, bytes),
@@ -164,7 +190,11 @@ fn check_request(name: &str, input: &Value, bytes: &[u8], decoded: &Value) {
         target: opt(&input["target"], id_of),
         value: opt(&input["value"], hex_of),
     };
-    assert_eq!(hex::encode(req.encode().unwrap()), hex::encode(bytes), "{name}");
+    assert_eq!(
+        hex::encode(req.encode().unwrap()),
+        hex::encode(bytes),
+        "{name}"
+    );
     match Message::decode(bytes).unwrap() {
         Message::Request(back) => assert_eq!(back, req, "{name}"),
         Message::Response(_) => panic!("{name} decoded as a response"),
@@ -172,7 +202,11 @@ fn check_request(name: &str, input: &Value, bytes: &[u8], decoded: &Value) {
     // The receiver keeps a sender id only when it matches the source address.
     if let Some(id) = opt(&decoded["fromId"], id_of) {
         let from = addr_of(&input["from"]);
-        assert_eq!(NodeId::from_addr(&from), Some(id), "{name}: id is hash(from)");
+        assert_eq!(
+            NodeId::from_addr(&from),
+            Some(id),
+            "{name}: id is hash(from)"
+        );
     }
 }
 
@@ -214,7 +248,11 @@ fn check_response(name: &str, input: &Value, bytes: &[u8]) {
         }
         other => panic!("no check for response vector {other}"),
     }
-    assert_eq!(hex::encode(res.encode().unwrap()), hex::encode(bytes), "{name}");
+    assert_eq!(
+        hex::encode(res.encode().unwrap()),
+        hex::encode(bytes),
+        "{name}"
+    );
     match Message::decode(bytes).unwrap() {
         Message::Response(back) => assert_eq!(back, res, "{name}"),
         Message::Request(_) => panic!("{name} decoded as a request"),

@@ -80,7 +80,11 @@ enum QueryMsg {
 }
 
 enum Command {
-    Request(UserRequest, SocketAddr, oneshot::Sender<Result<Reply, RequestError>>),
+    Request(
+        UserRequest,
+        SocketAddr,
+        oneshot::Sender<Result<Reply, RequestError>>,
+    ),
     Query(QuerySpec, mpsc::UnboundedSender<QueryMsg>),
     AddNode(SocketAddr),
     Refresh,
@@ -168,7 +172,10 @@ impl Node {
         Self::start(config, Some(handler)).await
     }
 
-    async fn start(mut config: NodeConfig, handler: Option<Box<dyn CommandHandler>>) -> io::Result<Node> {
+    async fn start(
+        mut config: NodeConfig,
+        handler: Option<Box<dyn CommandHandler>>,
+    ) -> io::Result<Node> {
         let server = bind_server(config.host, config.port, config.any_port).await?;
         let client = UdpSocket::bind(SocketAddr::new(config.host, 0)).await?;
         let server_addr = server.local_addr()?;
@@ -455,7 +462,12 @@ async fn bind_server(host: IpAddr, port: u16, any_port: bool) -> io::Result<UdpS
 /// Resolves `host:port` or `suggested-ip@host:port` to an IPv4 socket address. With a
 /// suggested IP the name is not looked up at all, which keeps startup free of DNS.
 pub async fn resolve_bootstrap(spec: &str) -> io::Result<SocketAddr> {
-    let invalid = || io::Error::new(io::ErrorKind::InvalidInput, format!("bad bootstrap node {spec:?}: expected host:port"));
+    let invalid = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad bootstrap node {spec:?}: expected host:port"),
+        )
+    };
     let (host, port) = spec.rsplit_once(':').ok_or_else(invalid)?;
     let port: u16 = port.parse().map_err(|_| invalid())?;
     let host = match host.split_once('@') {
@@ -468,5 +480,10 @@ pub async fn resolve_bootstrap(spec: &str) -> io::Result<SocketAddr> {
     tokio::net::lookup_host((host, port))
         .await?
         .find(SocketAddr::is_ipv4)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{host} has no IPv4 address")))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{host} has no IPv4 address"),
+            )
+        })
 }

@@ -70,9 +70,8 @@ const FLAG_VALUE: u64 = 16;
 impl Request {
     /// The datagram bytes.
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
-        let mut w = Writer::with_capacity(
-            10 + 32 * 3 + self.value.as_ref().map_or(0, |v| v.len() + 5),
-        );
+        let mut w =
+            Writer::with_capacity(10 + 32 * 3 + self.value.as_ref().map_or(0, |v| v.len() + 5));
         let flags = bit(self.id.is_some(), FLAG_ID)
             | bit(self.token.is_some(), FLAG_TOKEN)
             | bit(self.internal, FLAG_INTERNAL)

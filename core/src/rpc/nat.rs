@@ -116,7 +116,11 @@ impl NatSampler {
                 return s;
             }
         }
-        self.pool.push(Sample { host, port, hits: 1 });
+        self.pool.push(Sample {
+            host,
+            port,
+            hits: 1,
+        });
         self.pool.len() - 1
     }
 

@@ -169,8 +169,15 @@ enum Purpose {
     Query(QueryId),
     QuickNat,
     FirewallProbe,
-    Check { id: NodeId, last_seen: u64 },
-    Reping { new: TableNode, old: NodeId, last_seen: u64 },
+    Check {
+        id: NodeId,
+        last_seen: u64,
+    },
+    Reping {
+        new: TableNode,
+        old: NodeId,
+        last_seen: u64,
+    },
     DownHint,
 }
 
@@ -451,8 +458,9 @@ impl RpcNode {
             self.on_tick();
         }
         if self.delayed.iter().any(|(d, _)| *d <= now) {
-            let (due, keep): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut self.delayed).into_iter().partition(|(d, _)| *d <= now);
+            let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delayed)
+                .into_iter()
+                .partition(|(d, _)| *d <= now);
             self.delayed = keep;
             self.transmits.extend(due.into_iter().map(|(_, t)| t));
         }
@@ -468,7 +476,13 @@ impl RpcNode {
     }
 
     /// Processes one datagram that arrived on `socket` from `from`.
-    pub fn handle_datagram(&mut self, now: Instant, socket: SocketKind, from: SocketAddr, data: &[u8]) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        socket: SocketKind,
+        from: SocketAddr,
+        data: &[u8],
+    ) {
         if self.destroyed {
             return;
         }
@@ -629,14 +643,33 @@ impl RpcNode {
 
     // ---- replies (also used by `Responder`) ----
 
-    pub(crate) fn reply(&mut self, req: &IncomingRequest, value: Option<&[u8]>, opts: ReplyOptions) {
+    pub(crate) fn reply(
+        &mut self,
+        req: &IncomingRequest,
+        value: Option<&[u8]>,
+        opts: ReplyOptions,
+    ) {
         let closer = opts.closer_nodes && req.target.is_some();
-        self.send_reply(req, 0, value, opts.token, closer, opts.to.unwrap_or(req.from));
+        self.send_reply(
+            req,
+            0,
+            value,
+            opts.token,
+            closer,
+            opts.to.unwrap_or(req.from),
+        );
     }
 
     pub(crate) fn reply_error(&mut self, req: &IncomingRequest, code: u64, opts: ReplyOptions) {
         let closer = opts.closer_nodes && req.target.is_some();
-        self.send_reply(req, code, None, opts.token, closer, opts.to.unwrap_or(req.from));
+        self.send_reply(
+            req,
+            code,
+            None,
+            opts.token,
+            closer,
+            opts.to.unwrap_or(req.from),
+        );
     }
 
     pub(crate) fn relay(&mut self, req: &IncomingRequest, value: Option<&[u8]>, to: SocketAddr) {
@@ -742,11 +775,25 @@ impl RpcNode {
                         return;
                     }
                     let to = SocketAddr::new(from.ip(), port);
-                    self.reply(&incoming, None, ReplyOptions { to: Some(to), ..plain });
+                    self.reply(
+                        &incoming,
+                        None,
+                        ReplyOptions {
+                            to: Some(to),
+                            ..plain
+                        },
+                    );
                 }
                 FIND_NODE => {
                     if incoming.target.is_some() {
-                        self.reply(&incoming, None, ReplyOptions { closer_nodes: true, ..plain });
+                        self.reply(
+                            &incoming,
+                            None,
+                            ReplyOptions {
+                                closer_nodes: true,
+                                ..plain
+                            },
+                        );
                     }
                 }
                 DOWN_HINT => {
@@ -867,7 +914,8 @@ impl RpcNode {
                 last_seen,
             } => {
                 self.repinging -= 1;
-                let alive = result.is_ok() && self.table.get(&old).is_some_and(|n| n.seen > last_seen);
+                let alive =
+                    result.is_ok() && self.table.get(&old).is_some_and(|n| n.seen > last_seen);
                 if !alive {
                     self.table.remove(&old);
                     self.add_table_node(new);
@@ -879,7 +927,13 @@ impl RpcNode {
 
     // ---- routing table upkeep ----
 
-    fn add_from_network(&mut self, sample: bool, from: SocketAddr, id: Option<NodeId>, to: SocketAddr) {
+    fn add_from_network(
+        &mut self,
+        sample: bool,
+        from: SocketAddr,
+        id: Option<NodeId>,
+        to: SocketAddr,
+    ) {
         let Some(id) = id else {
             self.sample_bootstrap_maybe(from, to);
             return;
@@ -970,7 +1024,10 @@ impl RpcNode {
             old,
             last_seen,
         };
-        if self.send_internal(purpose, addr, None, PING, None, None).is_err() {
+        if self
+            .send_internal(purpose, addr, None, PING, None, None)
+            .is_err()
+        {
             self.repinging -= 1;
         }
     }
@@ -984,7 +1041,10 @@ impl RpcNode {
         let last_seen = node.seen;
         self.checks += 1;
         let purpose = Purpose::Check { id, last_seen };
-        if self.send_internal(purpose, addr, None, PING, None, None).is_err() {
+        if self
+            .send_internal(purpose, addr, None, PING, None, None)
+            .is_err()
+        {
             self.checks -= 1;
         }
     }
@@ -1282,7 +1342,11 @@ impl RpcNode {
         let id = QueryId(self.next_query);
         self.next_query += 1;
         self.stats.queries += 1;
-        let default_retries = if internal && command == DOWN_HINT { 3 } else { 5 };
+        let default_retries = if internal && command == DOWN_HINT {
+            3
+        } else {
+            5
+        };
         let mut query = Query::new(
             target,
             internal,
@@ -1293,13 +1357,22 @@ impl RpcNode {
         );
         for addr in opts.nodes.iter().rev() {
             if let Some(nid) = NodeId::from_addr(addr) {
-                query.add_pending(Candidate { addr: *addr, id: nid }, None);
+                query.add_pending(
+                    Candidate {
+                        addr: *addr,
+                        id: nid,
+                    },
+                    None,
+                );
             }
         }
         self.queries.insert(id, QueryEntry { query, role });
         // dht-rpc's _open: top up from the table, then from the bootstrap list.
         self.add_from_table(id);
-        let needs_bootstrap = self.queries.get(&id).is_some_and(|e| e.query.pending_len() < K);
+        let needs_bootstrap = self
+            .queries
+            .get(&id)
+            .is_some_and(|e| e.query.pending_len() < K);
         if needs_bootstrap {
             let boot: Vec<SocketAddr> = self.config.bootstrap.clone();
             if let Some(e) = self.queries.get_mut(&id) {
@@ -1403,7 +1476,9 @@ impl RpcNode {
         let reply = match result {
             Ok(reply) => reply,
             Err(err) => {
-                let refs = e.query.on_error(dest, err == RequestError::Timeout, was_slow);
+                let refs = e
+                    .query
+                    .on_error(dest, err == RequestError::Timeout, was_slow);
                 for r in refs {
                     self.down_hint(r, dest);
                 }
@@ -1424,7 +1499,13 @@ impl RpcNode {
             if nid == self_id {
                 continue;
             }
-            let (closer, hint) = e.query.add_pending(Candidate { addr: *addr, id: nid }, Some(reply.from));
+            let (closer, hint) = e.query.add_pending(
+                Candidate {
+                    addr: *addr,
+                    id: nid,
+                },
+                Some(reply.from),
+            );
             hints.extend(hint);
             // dht-rpc stops at the first candidate that is not closer, but responders list
             // nodes in bucket order, not by distance, so nearer ones can follow a farther
@@ -1545,10 +1626,7 @@ impl RpcNode {
                 node.on_bootstrap_check_done(changed);
             }
         };
-        if self.network_check.is_some()
-            || !self.ephemeral
-            || (only_firewall && !self.firewalled)
-        {
+        if self.network_check.is_some() || !self.ephemeral || (only_firewall && !self.firewalled) {
             return settle(self, false);
         }
         let (host, port) = (self.nat.host(), self.nat.port());
@@ -1576,7 +1654,7 @@ impl RpcNode {
         // Probe our server socket through the most recently seen nodes (and bootstrappers).
         let mut targets: Vec<(u64, SocketAddr)> =
             self.table.iter().map(|n| (n.recency, n.addr)).collect();
-        targets.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        targets.sort_unstable_by_key(|t| std::cmp::Reverse(t.0));
         let mut targets: Vec<SocketAddr> = targets.into_iter().take(5).map(|t| t.1).collect();
         if targets.len() < 5 {
             targets.extend(self.config.bootstrap.iter().copied());

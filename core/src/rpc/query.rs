@@ -171,8 +171,7 @@ impl Query {
         } else {
             self.errors += 1;
         }
-        if reply.error == 0 && reply.from_id.is_some() {
-            let id = reply.from_id.expect("checked");
+        if let (0, Some(id)) = (reply.error, reply.from_id) {
             if self.is_closer(&id) {
                 self.push_closest(reply.clone());
             }
@@ -188,7 +187,12 @@ impl Query {
 
     /// A request of this query failed. On a timeout, returns the nodes that referred us to
     /// the dead address so the caller can DOWN_HINT them.
-    pub fn on_error(&mut self, addr: SocketAddr, timed_out: bool, was_slow: bool) -> Vec<SocketAddr> {
+    pub fn on_error(
+        &mut self,
+        addr: SocketAddr,
+        timed_out: bool,
+        was_slow: bool,
+    ) -> Vec<SocketAddr> {
         let mut hints = Vec::new();
         if timed_out {
             if let Some(Seen::Refs(refs)) = self.seen.insert(addr, Seen::Down) {
