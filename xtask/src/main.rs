@@ -1,0 +1,54 @@
+//! Project automation for hyperswarm-rs (`cargo xtask <command>`).
+//!
+//! Commands:
+//! - `ci`: everything CI checks, ending with `N passed, N failed` (see [`ci`]).
+//! - `interop [SCENARIO...] [--list]`: Rust <-> JS DHT interop scenarios, each
+//!   in a throwaway network namespace (see [`interop`]).
+//!
+//! Kept dependency-free apart from serde/serde_json so it builds fast and
+//! never pulls the crates it is supposed to test.
+
+mod ci;
+mod interop;
+mod netns;
+mod paths;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [args]
+
+commands:
+  ci                           fmt check, clippy, tests (in a netns), all interop scenarios
+  interop [SCENARIO...]        run interop scenarios (all when none given)
+  interop --list               list interop scenarios
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((cmd, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let result = match cmd.as_str() {
+        "ci" => ci::run(rest),
+        "interop" => interop::run(rest),
+        // Internal: the half of `interop` that runs inside the network namespace.
+        interop::INNER_COMMAND => interop::run_inner(rest),
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprintln!("xtask: unknown command `{other}`\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask {cmd}: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
