@@ -1,10 +1,12 @@
 //! hyperswarm-rs: the Hyperswarm peer-to-peer stack, wire-compatible with the JS packages.
 //!
 //! Layers, bottom up: [`encoding`] (compact-encoding), [`crypto`] (hashes and keys),
-//! [`rpc`] (dht-rpc: the UDP request/response and Kademlia layer every HyperDHT node runs).
+//! [`rpc`] (dht-rpc: the UDP request/response and Kademlia layer every HyperDHT node runs),
+//! [`dht`] (HyperDHT: announce/lookup records and the key/value store).
 
 #![deny(missing_docs)]
 
 pub mod crypto;
+pub mod dht;
 pub mod encoding;
 pub mod rpc;

@@ -376,6 +376,11 @@ impl RpcNode {
         *self.table.id()
     }
 
+    /// The time of the latest input (datagram, timer or call).
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
     /// The routing table.
     pub fn table(&self) -> &RoutingTable {
         &self.table
