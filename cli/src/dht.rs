@@ -3,6 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use clap::Args;
+use hyperswarm::dht::HyperDht;
 use hyperswarm::rpc::{Config, Node, NodeConfig, NodeId, QueryOptions};
 use serde_json::json;
 use tokio::io::AsyncReadExt;
@@ -52,19 +53,54 @@ pub struct FindArgs {
     /// Print one JSON object per line.
     #[arg(long)]
     json: bool,
-    /// Bootstrap nodes, host:port, comma separated. Defaults to the public HyperDHT nodes.
-    #[arg(long, value_delimiter = ',')]
-    bootstrap: Option<Vec<String>>,
+    #[command(flatten)]
+    bootstrap: BootstrapArg,
     /// Targets: 64 hex characters each.
     #[arg(required = true)]
     targets: Vec<String>,
+}
+
+/// `--bootstrap`, shared by every command that joins a DHT.
+#[derive(Args)]
+pub struct BootstrapArg {
+    /// Bootstrap nodes, host:port, comma separated. Defaults to the public HyperDHT nodes.
+    #[arg(long, value_delimiter = ',')]
+    bootstrap: Option<Vec<String>>,
+}
+
+impl BootstrapArg {
+    /// The given nodes, or the public ones.
+    pub fn list(&self) -> Vec<String> {
+        bootstrap_list(self.bootstrap.clone())
+    }
 }
 
 fn bootstrap_list(given: Option<Vec<String>>) -> Vec<String> {
     given.unwrap_or_else(|| PUBLIC_BOOTSTRAP.iter().map(|s| s.to_string()).collect())
 }
 
-fn client_config(bootstrap: Vec<String>) -> NodeConfig {
+/// Waits for Ctrl-C or SIGTERM, and in `--json` mode also for stdin to close (so a
+/// supervising program can stop us by closing the pipe).
+pub async fn wait_for_exit(json: bool) -> Result<(), String> {
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let stdin_closed = async move {
+        if !json {
+            return std::future::pending().await;
+        }
+        let mut stdin = tokio::io::stdin();
+        let mut buf = [0u8; 256];
+        while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = sigterm.recv() => {}
+        _ = stdin_closed => {}
+    }
+    Ok(())
+}
+
+/// An ephemeral client node.
+pub fn client_config(bootstrap: Vec<String>) -> NodeConfig {
     NodeConfig {
         host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         bootstrap,
@@ -102,24 +138,17 @@ pub async fn node(args: NodeArgs) -> Result<(), String> {
             rpc,
         }
     };
-    let node = Node::bind(config)
+    let dht = HyperDht::bind(config)
         .await
         .map_err(|e| format!("cannot start node: {e}"))?;
+    let node = dht.node();
     let local = node.local_addr();
     out.emit(
         json!({"event": "listening", "host": local.ip().to_string(), "port": local.port()}),
         || format!("listening on {local}"),
     );
-
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut stdin_closed = Box::pin(async move {
-        if !args.json {
-            return std::future::pending().await;
-        }
-        let mut stdin = tokio::io::stdin();
-        let mut buf = [0u8; 256];
-        while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
-    });
+    let exit = wait_for_exit(args.json);
+    tokio::pin!(exit);
     let mut state = node.watch();
     let mut announced_bootstrap = false;
     let mut announced_id = None;
@@ -141,9 +170,7 @@ pub async fn node(args: NodeArgs) -> Result<(), String> {
         }
         tokio::select! {
             r = state.changed() => if r.is_err() { break },
-            _ = tokio::signal::ctrl_c() => break,
-            _ = sigterm.recv() => break,
-            _ = &mut stdin_closed => break,
+            r = &mut exit => return r,
         }
     }
     Ok(())
@@ -176,7 +203,7 @@ pub async fn find(args: FindArgs) -> Result<(), String> {
             NodeId::from_hex(t).ok_or_else(|| format!("target {t:?} is not 64 hex characters"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let node = Node::bind(client_config(bootstrap_list(args.bootstrap)))
+    let node = Node::bind(client_config(args.bootstrap.list()))
         .await
         .map_err(|e| format!("cannot start node: {e}"))?;
     let s = node.bootstrapped().await;

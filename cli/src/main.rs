@@ -3,6 +3,7 @@
 mod demo;
 mod dht;
 mod output;
+mod records;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,16 @@ enum Command {
     DhtPing(dht::PingArgs),
     /// Find the nodes closest to one or more 32-byte hex targets.
     DhtFind(dht::FindArgs),
+    /// Announce a key pair under a topic (and stay, until interrupted, unless --once).
+    Announce(records::AnnounceArgs),
+    /// Remove an announce.
+    Unannounce(records::UnannounceArgs),
+    /// List the peers announced under a topic.
+    Lookup(records::LookupArgs),
+    /// Store a value: mutable (signed, with --seed/--key) or immutable (hash-addressed).
+    Put(records::PutArgs),
+    /// Read a mutable value by public key or an immutable one by hash.
+    Get(records::GetArgs),
     /// Start a small DHT on loopback inside this process and show a lookup through it.
     Demo(demo::DemoArgs),
 }
@@ -57,6 +68,11 @@ fn main() -> std::process::ExitCode {
             Command::DhtNode(a) => dht::node(a).await,
             Command::DhtPing(a) => dht::ping(a).await,
             Command::DhtFind(a) => dht::find(a).await,
+            Command::Announce(a) => records::announce(a).await,
+            Command::Unannounce(a) => records::unannounce(a).await,
+            Command::Lookup(a) => records::lookup(a).await,
+            Command::Put(a) => records::put(a).await,
+            Command::Get(a) => records::get(a).await,
             Command::Demo(a) => demo::run(a).await,
         }
     });
