@@ -6,5 +6,6 @@
 #![deny(missing_docs)]
 
 pub mod crypto;
+pub mod dht;
 pub mod encoding;
 pub mod rpc;

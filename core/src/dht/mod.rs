@@ -1,0 +1,2 @@
+//! HyperDHT.
+pub mod connect_messages;
