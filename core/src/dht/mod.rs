@@ -6,6 +6,7 @@
 
 mod cache;
 mod client;
+pub mod connect_messages;
 pub mod keys;
 pub mod namespaces;
 pub mod records;
