@@ -273,9 +273,11 @@ fn mutable_values_check_signature_and_seq() {
     assert!(lab.storage.stores().mutable(lab.now, &target).is_none());
 
     assert_eq!(put(&mut lab, &mutable(&kp, 2, b"two")).unwrap().error, 0);
-    assert_eq!(
-        put(&mut lab, &mutable(&kp, 2, b"deux")).unwrap().error,
-        SEQ_REUSED
+    let reused = put(&mut lab, &mutable(&kp, 2, b"deux")).unwrap();
+    assert_eq!(reused.error, SEQ_REUSED);
+    assert!(
+        reused.token.is_none(),
+        "error replies carry no token, as in JS"
     );
     assert_eq!(
         put(&mut lab, &mutable(&kp, 1, b"one")).unwrap().error,

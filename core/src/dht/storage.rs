@@ -135,6 +135,13 @@ const BARE: ReplyOptions = ReplyOptions {
     to: None,
 };
 
+/// Error replies carry closer nodes but no token, as dht-rpc's `req.error` does by default.
+const REFUSED: ReplyOptions = ReplyOptions {
+    token: false,
+    closer_nodes: true,
+    to: None,
+};
+
 impl CommandHandler for Storage {
     fn on_request(&mut self, req: &IncomingRequest, out: &mut Responder<'_>) -> bool {
         let Some(my_id) = out.node().id() else {
@@ -263,11 +270,11 @@ impl CommandHandler for Storage {
                 }
                 if let Some(existing) = s.mutables.get(now, &target.0) {
                     if existing.seq == put.seq && existing.value != put.value {
-                        out.error(req, SEQ_REUSED, ReplyOptions::default());
+                        out.error(req, SEQ_REUSED, REFUSED);
                         return true;
                     }
                     if put.seq < existing.seq {
-                        out.error(req, SEQ_TOO_LOW, ReplyOptions::default());
+                        out.error(req, SEQ_TOO_LOW, REFUSED);
                         return true;
                     }
                 }
