@@ -54,6 +54,8 @@ impl Schedule {
 #[derive(Debug, Clone)]
 pub struct GenCache<K, V> {
     max_size: usize,
+    byte_limit: Option<(usize, fn(&V) -> usize)>,
+    latest_bytes: usize,
     latest: HashMap<K, V>,
     oldest: HashMap<K, V>,
     schedule: Schedule,
@@ -64,10 +66,19 @@ impl<K: Hash + Eq + Clone, V: Clone> GenCache<K, V> {
     pub fn new(max_size: usize, max_age: Duration) -> Self {
         GenCache {
             max_size,
+            byte_limit: None,
+            latest_bytes: 0,
             latest: HashMap::new(),
             oldest: HashMap::new(),
             schedule: Schedule::new(max_age),
         }
+    }
+
+    /// Also collects early once the newest generation holds `max_bytes` as measured by
+    /// `weigh`, so the cache never holds much more than twice that.
+    pub fn with_byte_limit(mut self, max_bytes: usize, weigh: fn(&V) -> usize) -> Self {
+        self.byte_limit = Some((max_bytes, weigh));
+        self
     }
 
     fn advance(&mut self, now: Instant) {
@@ -78,6 +89,11 @@ impl<K: Hash + Eq + Clone, V: Clone> GenCache<K, V> {
 
     fn collect(&mut self) {
         self.oldest = std::mem::take(&mut self.latest);
+        self.latest_bytes = 0;
+    }
+
+    fn weigh(&self, v: &V) -> usize {
+        self.byte_limit.map_or(0, |(_, w)| w(v))
     }
 
     /// Number of entries.
@@ -98,7 +114,9 @@ impl<K: Hash + Eq + Clone, V: Clone> GenCache<K, V> {
             return Some(v.clone());
         }
         let v = self.oldest.remove(k)?;
+        self.latest_bytes += self.weigh(&v);
         self.latest.insert(k.clone(), v.clone());
+        self.collect_if_full();
         Some(v)
     }
 
@@ -106,8 +124,18 @@ impl<K: Hash + Eq + Clone, V: Clone> GenCache<K, V> {
     pub fn set(&mut self, now: Instant, k: K, v: V) {
         self.advance(now);
         self.oldest.remove(&k);
-        self.latest.insert(k, v);
-        if self.latest.len() >= self.max_size {
+        self.latest_bytes += self.weigh(&v);
+        if let Some(old) = self.latest.insert(k, v) {
+            self.latest_bytes -= self.weigh(&old);
+        }
+        self.collect_if_full();
+    }
+
+    fn collect_if_full(&mut self) {
+        let bytes_full = self
+            .byte_limit
+            .is_some_and(|(max, _)| self.latest_bytes >= max);
+        if self.latest.len() >= self.max_size || bytes_full {
             self.collect();
             self.schedule.collected_early = true;
         }
@@ -116,7 +144,11 @@ impl<K: Hash + Eq + Clone, V: Clone> GenCache<K, V> {
     /// Removes an entry.
     pub fn remove(&mut self, now: Instant, k: &K) -> Option<V> {
         self.advance(now);
-        self.latest.remove(k).or_else(|| self.oldest.remove(k))
+        if let Some(v) = self.latest.remove(k) {
+            self.latest_bytes -= self.weigh(&v);
+            return Some(v);
+        }
+        self.oldest.remove(k)
     }
 }
 
@@ -247,6 +279,21 @@ mod tests {
             c.set(t0, i, i);
         }
         assert!(c.len(t0) <= 6);
+    }
+
+    #[test]
+    fn byte_limit_bounds_memory() {
+        let t0 = Instant::now();
+        let mut c = GenCache::new(1000, AGE).with_byte_limit(10_000, Vec::len);
+        for i in 0..100u32 {
+            c.set(t0, i, vec![0u8; 1000]);
+        }
+        assert!(
+            c.len(t0) <= 20,
+            "at most two generations of 10 KB: {}",
+            c.len(t0)
+        );
+        assert_eq!(c.get(t0, &99), Some(vec![0u8; 1000]), "the newest survive");
     }
 
     #[test]

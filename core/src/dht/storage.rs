@@ -24,6 +24,10 @@ pub const RECORD_MAX_AGE: Duration = Duration::from_secs(20 * 60);
 pub const VALUE_MAX_AGE: Duration = Duration::from_secs(48 * 60 * 60);
 /// Entries per cache generation before an early collection.
 pub const MAX_ENTRIES: usize = 65536;
+/// Bytes of values per cache generation before an early collection. JS bounds only the
+/// entry count (32768 values of up to ~64 KiB: 2 GiB); this keeps a node's value stores
+/// under 2 × 64 MiB whatever the network sends.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
 /// A bump further in the future than this is ignored.
 const MAX_BUMP_DRIFT_MS: u64 = 60_000;
 
@@ -61,8 +65,10 @@ impl Default for Stores {
             forwards: GenCache::new(MAX_ENTRIES, RECORD_MAX_AGE),
             bumps: GenCache::new(MAX_ENTRIES, RECORD_MAX_AGE),
             refreshes: GenCache::new(MAX_ENTRIES, RECORD_MAX_AGE),
-            mutables: GenCache::new(MAX_ENTRIES / 2, VALUE_MAX_AGE),
-            immutables: GenCache::new(MAX_ENTRIES / 2, VALUE_MAX_AGE),
+            mutables: GenCache::new(MAX_ENTRIES / 2, VALUE_MAX_AGE)
+                .with_byte_limit(MAX_VALUE_BYTES, |m: &MutableValue| m.value.len()),
+            immutables: GenCache::new(MAX_ENTRIES / 2, VALUE_MAX_AGE)
+                .with_byte_limit(MAX_VALUE_BYTES, Vec::len),
         }
     }
 }
