@@ -50,11 +50,14 @@ impl Schedule {
     }
 }
 
+/// Measures an entry's size in bytes.
+type Weigher<V> = fn(&V) -> usize;
+
 /// A map whose entries live one to two collection periods unless read or rewritten.
 #[derive(Debug, Clone)]
 pub struct GenCache<K, V> {
     max_size: usize,
-    byte_limit: Option<(usize, fn(&V) -> usize)>,
+    byte_limit: Option<(usize, Weigher<V>)>,
     latest_bytes: usize,
     latest: HashMap<K, V>,
     oldest: HashMap<K, V>,
@@ -76,7 +79,7 @@ impl<K: Hash + Eq + Clone, V: Clone> GenCache<K, V> {
 
     /// Also collects early once the newest generation holds `max_bytes` as measured by
     /// `weigh`, so the cache never holds much more than twice that.
-    pub fn with_byte_limit(mut self, max_bytes: usize, weigh: fn(&V) -> usize) -> Self {
+    pub fn with_byte_limit(mut self, max_bytes: usize, weigh: Weigher<V>) -> Self {
         self.byte_limit = Some((max_bytes, weigh));
         self
     }
