@@ -65,13 +65,15 @@ function fail (msg) {
   process.exit(1)
 }
 
-/** Hard deadline for the whole script: exit 1 if it has not finished by then. */
+/** Hard deadline for the whole script: exit 1 if it has not finished by then.
+ *  Returns the timer so a long-running script can clear it once its work is done. */
 function watchdog (seconds) {
   const t = setTimeout(() => {
     log(`timed out after ${seconds}s`)
     process.exit(1)
   }, seconds * 1000)
   t.unref()
+  return t
 }
 
 /** Run `main`, mapping any rejection to exit code 1 with the error on stderr. */

@@ -49,7 +49,7 @@ pub fn run_counted(args: &[String]) -> Result<(usize, usize), String> {
         match arg.as_str() {
             "--list" => {
                 for s in scenarios::ALL {
-                    println!("{:<18} {}", s.name, s.description);
+                    println!("{:<26} {}", s.name, s.description);
                 }
                 return Ok((0, 0));
             }
@@ -88,10 +88,10 @@ pub fn run_counted(args: &[String]) -> Result<(usize, usize), String> {
         };
         let took = started.elapsed();
         match &outcome {
-            Ok(()) => println!("PASS {:<18} {:>7.1}s", s.name, took.as_secs_f64()),
+            Ok(()) => println!("PASS {:<26} {:>7.1}s", s.name, took.as_secs_f64()),
             Err(err) => {
                 print_log_tails(&log_dir(s.name));
-                println!("FAIL {:<18} {:>7.1}s  {err}", s.name, took.as_secs_f64());
+                println!("FAIL {:<26} {:>7.1}s  {err}", s.name, took.as_secs_f64());
             }
         }
         results.push((s.name, outcome.is_ok()));
