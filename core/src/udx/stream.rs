@@ -191,7 +191,6 @@ pub struct Stream {
     write_blocked: bool,
     end_queued: bool,
     end_sent: bool,
-    end_acked: bool,
     next_seq: u64,
     remote_acked: u64,
     /// Entry i is seq `remote_acked + i`.
@@ -248,7 +247,6 @@ impl Stream {
             write_blocked: false,
             end_queued: false,
             end_sent: false,
-            end_acked: false,
             next_seq,
             remote_acked: next_seq,
             outgoing: VecDeque::new(),
@@ -841,15 +839,12 @@ impl Stream {
                     continue;
                 }
                 s.delivered = true;
-                let (sent_at, transmits, lost, flags) = (s.sent_at, s.transmits, s.lost, s.flags);
+                let (sent_at, transmits, lost) = (s.sent_at, s.transmits, s.lost);
                 if !lost {
                     self.inflight -= 1;
                 }
                 delivered += 1;
                 self.sample(now, seq, sent_at, transmits);
-                if flags & END != 0 {
-                    self.end_acked = true;
-                }
             }
         }
 
@@ -870,9 +865,6 @@ impl Stream {
     fn on_delivered(&mut self, now: Instant, seq: u64, s: &Sent) {
         if !s.lost {
             self.inflight -= 1;
-        }
-        if s.flags & END != 0 {
-            self.end_acked = true;
         }
         self.sample(now, seq, s.sent_at, s.transmits);
     }
@@ -962,7 +954,10 @@ impl Stream {
     }
 
     fn maybe_finish(&mut self) {
-        if self.closed.is_none() && self.end_acked && self.remote_ended {
+        // Our END counts as acknowledged only cumulatively: a SACKed END with data missing
+        // below it is not the end of the stream.
+        let end_acked = self.end_sent && self.remote_acked == self.next_seq;
+        if self.closed.is_none() && end_acked && self.remote_ended {
             self.close(CloseReason::Ended);
         }
     }
