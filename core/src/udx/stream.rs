@@ -878,7 +878,7 @@ impl Stream {
             // Probably the ack of an earlier transmission: not evidence about this one.
             return;
         }
-        if self.rack.map_or(true, |r| (sent_at, seq) > r) {
+        if self.rack.is_none_or(|r| (sent_at, seq) > r) {
             self.rack = Some((sent_at, seq));
             self.rack_rtt = rtt;
         }
