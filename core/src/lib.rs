@@ -2,7 +2,8 @@
 //!
 //! Layers, bottom up: [`encoding`] (compact-encoding), [`crypto`] (hashes and keys),
 //! [`rpc`] (dht-rpc: the UDP request/response and Kademlia layer every HyperDHT node runs),
-//! [`dht`] (HyperDHT: announce/lookup records and the key/value store).
+//! [`dht`] (HyperDHT: announce/lookup records and the key/value store), [`udx`] (the
+//! reliable UDP stream transport).
 
 #![deny(missing_docs)]
 
@@ -10,3 +11,4 @@ pub mod crypto;
 pub mod dht;
 pub mod encoding;
 pub mod rpc;
+pub mod udx;

@@ -1,0 +1,987 @@
+//! One UDX stream as a sans-IO state machine.
+//!
+//! Sequence numbers count packets and wrap at 32 bits on the wire. Internally both directions
+//! use unwrapped 64-bit counters that start at 2^32 + the wire value, so ordering is plain
+//! integer comparison; a wire value is mapped to the counter nearest the reference point with
+//! a signed 32-bit difference, which is how libudx compares them.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use super::congestion::{Congestion, MAX_CWND};
+use super::packet::{
+    self, Header, Packet, SackBlock, DATA, DESTROY, END, HEARTBEAT, MAX_SACKS, MESSAGE,
+};
+use super::rtt::Rtt;
+
+/// Payload bytes per packet at libudx's fixed 1200-byte MTU over IPv4 (1200 − 20 IP − 8 UDP
+/// − 20 UDX).
+pub const DEFAULT_MAX_PAYLOAD: usize = 1152;
+/// The stream fails with [`CloseReason::TimedOut`] when the RTO fires for a packet that has
+/// already timed out this many times (libudx's `UDX_MAX_RTO_TIMEOUTS`).
+pub const MAX_RTO_TIMEOUTS: u32 = 6;
+/// What udx-native advertises, and what we assume the peer offers before it tells us.
+const DEFAULT_WINDOW: usize = 4 * 1024 * 1024;
+/// Packets ahead of the cumulative ack we are willing to buffer; also the distance libudx
+/// scans when building SACKs.
+const MAX_OOO_DISTANCE: u64 = 65536;
+/// Out-of-order packets held at once, whatever their size (tiny hostile packets would
+/// otherwise cost far more bookkeeping than payload).
+const MAX_OOO_PACKETS: usize = 16384;
+/// Sent-but-unacknowledged packets (including SACKed ones above a hole).
+const MAX_OUTSTANDING: usize = 2 * MAX_CWND as usize;
+/// Pure ACKs owed at once; more collapse into these (they carry the same cumulative state).
+const MAX_PENDING_ACKS: u32 = 256;
+/// Queued unreliable messages and probes.
+const MAX_CONTROL: usize = 256;
+/// Queued events; messages beyond this are dropped and counted.
+const MAX_EVENTS: usize = 1024;
+/// Internal counters start here so that mapping a wire value backwards never underflows.
+const BASE: u64 = 1 << 32;
+
+/// How a stream is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Receive buffer in bytes; the advertised window is what is free of it.
+    pub recv_buffer: usize,
+    /// Bytes [`Stream::write`] accepts beyond what is already packetized.
+    pub send_buffer: usize,
+    /// Payload bytes per DATA packet.
+    pub max_payload: usize,
+    /// Our first sequence number. Always 0 against libudx; other values exist to test
+    /// wrap-around.
+    pub initial_seq: u32,
+    /// The peer's first sequence number (0 against libudx).
+    pub initial_remote_seq: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            recv_buffer: DEFAULT_WINDOW,
+            send_buffer: 1024 * 1024,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            initial_seq: 0,
+            initial_remote_seq: 0,
+        }
+    }
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send it.
+    pub dest: SocketAddr,
+    /// The whole UDX packet.
+    pub payload: Vec<u8>,
+}
+
+/// Why a stream closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Both sides ended and every END was acknowledged.
+    Ended,
+    /// [`Stream::destroy`] was called.
+    Destroyed,
+    /// The peer sent DESTROY (libudx's ECONNRESET).
+    Reset,
+    /// A packet went unacknowledged through [`MAX_RTO_TIMEOUTS`] retransmission timeouts
+    /// (ETIMEDOUT).
+    TimedOut,
+}
+
+/// Something the application should know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The receive buffer went from empty to non-empty; call [`Stream::read`].
+    Readable,
+    /// The send buffer drained after a short write; [`Stream::write`] accepts more.
+    Writable,
+    /// An unreliable MESSAGE arrived.
+    Message(Vec<u8>),
+    /// The peer's END was delivered: after the buffered bytes, the read side is finished.
+    RemoteEnded,
+    /// The stream is closed; see [`Stream::is_closed`] for what is still answered.
+    Closed(CloseReason),
+}
+
+/// Why [`Stream::send_message`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum MessageError {
+    /// Larger than one packet's payload.
+    #[error("message larger than {0} bytes")]
+    TooLarge(usize),
+    /// Too many messages are waiting to be sent.
+    #[error("message queue full")]
+    QueueFull,
+    /// The stream is closed.
+    #[error("stream closed")]
+    Closed,
+}
+
+/// Counters, for tests and diagnostics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams handed to [`Stream::handle_datagram`].
+    pub packets_rx: u64,
+    /// Datagrams returned by [`Stream::poll_transmit`].
+    pub packets_tx: u64,
+    /// DATA/END packets sent again.
+    pub retransmits: u64,
+    /// Packets declared lost by RACK reordering detection (fast retransmit).
+    pub fast_lost: u64,
+    /// Retransmission timer expiries.
+    pub rto_expiries: u64,
+    /// Datagrams or payloads dropped: undecodable, wrong id, over a buffer bound, beyond the
+    /// peer's END, or messages when the event queue was full.
+    pub dropped: u64,
+    /// DATA/END packets that were already received.
+    pub duplicates: u64,
+    /// SACK blocks that failed validation.
+    pub invalid_sacks: u64,
+}
+
+/// A packet we sent that is not yet cumulatively acknowledged.
+#[derive(Debug)]
+struct Sent {
+    flags: u8,
+    payload: Vec<u8>,
+    sent_at: Instant,
+    transmits: u32,
+    rto_timeouts: u32,
+    /// Acknowledged by a SACK block (cumulative acks remove the entry).
+    delivered: bool,
+    /// Waiting in the retransmit queue, so not counted in flight.
+    lost: bool,
+}
+
+/// An out-of-order packet waiting for the gap below it.
+#[derive(Debug)]
+struct Pending {
+    flags: u8,
+    payload: Vec<u8>,
+}
+
+/// Packets other than data and pure ACKs, in the order they were asked for.
+#[derive(Debug)]
+enum Control {
+    Message(Vec<u8>),
+    Heartbeat,
+    /// Built when asked for: the stream is dead afterwards, so its state is final.
+    Raw(Vec<u8>),
+}
+
+/// One UDX stream. See the [module](super) documentation for how to drive it.
+#[derive(Debug)]
+pub struct Stream {
+    config: Config,
+    local_id: u32,
+    remote: Option<(u32, SocketAddr)>,
+    closed: Option<CloseReason>,
+    stats: Stats,
+    events: VecDeque<Event>,
+    control: VecDeque<Control>,
+    pending_acks: u32,
+
+    // Send side.
+    send_buf: VecDeque<u8>,
+    write_blocked: bool,
+    end_queued: bool,
+    end_sent: bool,
+    next_seq: u64,
+    remote_acked: u64,
+    /// Entry i is seq `remote_acked + i`.
+    outgoing: VecDeque<Sent>,
+    retransmit: VecDeque<u64>,
+    inflight: u32,
+    send_rwnd: u32,
+    send_wl1: u32,
+    send_wl2: u32,
+    rtt: Rtt,
+    cc: Congestion,
+    /// RACK: (send time, seq) of the most recently sent packet known delivered, and its RTT.
+    rack: Option<(Instant, u64)>,
+    rack_rtt: Duration,
+    rto_at: Option<Instant>,
+    reorder_at: Option<Instant>,
+    probe_at: Option<Instant>,
+
+    // Receive side.
+    ack: u64,
+    recv_buf: VecDeque<u8>,
+    ooo: BTreeMap<u64, Pending>,
+    ooo_bytes: usize,
+    remote_end: Option<u64>,
+    remote_ended: bool,
+    last_window: u32,
+}
+
+/// Signed distance from `reference` to the wire value, libudx's `seq_diff`.
+fn diff(reference: u64, wire: u32) -> i64 {
+    wire.wrapping_sub(reference as u32) as i32 as i64
+}
+
+/// The unwrapped counter nearest `reference` with these low 32 bits.
+fn unwrap(reference: u64, wire: u32) -> u64 {
+    (reference as i64 + diff(reference, wire)) as u64
+}
+
+impl Stream {
+    /// A stream with local id `local_id`, not yet connected: packets it receives are processed,
+    /// and answered once [`Stream::connect`] names the peer.
+    pub fn new(local_id: u32, config: Config) -> Self {
+        let next_seq = BASE + config.initial_seq as u64;
+        let ack = BASE + config.initial_remote_seq as u64;
+        Stream {
+            local_id,
+            remote: None,
+            closed: None,
+            stats: Stats::default(),
+            events: VecDeque::new(),
+            control: VecDeque::new(),
+            pending_acks: 0,
+            send_buf: VecDeque::new(),
+            write_blocked: false,
+            end_queued: false,
+            end_sent: false,
+            next_seq,
+            remote_acked: next_seq,
+            outgoing: VecDeque::new(),
+            retransmit: VecDeque::new(),
+            inflight: 0,
+            send_rwnd: DEFAULT_WINDOW as u32,
+            send_wl1: config.initial_remote_seq,
+            send_wl2: config.initial_seq,
+            rtt: Rtt::new(),
+            cc: Congestion::new(),
+            rack: None,
+            rack_rtt: Duration::ZERO,
+            rto_at: None,
+            reorder_at: None,
+            probe_at: None,
+            ack,
+            recv_buf: VecDeque::new(),
+            ooo: BTreeMap::new(),
+            ooo_bytes: 0,
+            remote_end: None,
+            remote_ended: false,
+            last_window: 0,
+            config,
+        }
+    }
+
+    /// Names the peer: its stream id (what goes at offset 4) and address. Calling it again
+    /// moves the stream; packets already in flight are not re-addressed.
+    pub fn connect(&mut self, remote_id: u32, remote_addr: SocketAddr) {
+        self.remote = Some((remote_id, remote_addr));
+    }
+
+    /// Our stream id: the one the peer writes at offset 4.
+    pub fn local_id(&self) -> u32 {
+        self.local_id
+    }
+
+    /// The peer's stream id, once connected.
+    pub fn remote_id(&self) -> Option<u32> {
+        self.remote.map(|r| r.0)
+    }
+
+    /// The peer's address, once connected.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.remote.map(|r| r.1)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Why the stream closed, if it has. A stream closed by [`CloseReason::Ended`] still
+    /// acknowledges retransmitted DATA/END (in case our last ACK was lost); the driver decides
+    /// how long to keep it around for that.
+    pub fn is_closed(&self) -> Option<CloseReason> {
+        self.closed
+    }
+
+    /// Current congestion window, in packets.
+    pub fn cwnd(&self) -> u32 {
+        self.cc.cwnd()
+    }
+
+    /// Smoothed round-trip time, once measured.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.rtt.srtt()
+    }
+
+    /// Current retransmission timeout.
+    pub fn rto(&self) -> Duration {
+        self.rtt.rto()
+    }
+
+    /// Bytes waiting to be packetized.
+    pub fn send_buffered(&self) -> usize {
+        self.send_buf.len()
+    }
+
+    /// Bytes received in order and not yet read.
+    pub fn recv_buffered(&self) -> usize {
+        self.recv_buf.len()
+    }
+
+    /// Bytes held in out-of-order packets.
+    pub fn out_of_order_bytes(&self) -> usize {
+        self.ooo_bytes
+    }
+
+    /// Packets sent and not yet cumulatively acknowledged.
+    pub fn outstanding(&self) -> usize {
+        self.outgoing.len()
+    }
+
+    /// True once the peer's END was delivered and every byte before it was read.
+    pub fn is_read_finished(&self) -> bool {
+        self.remote_ended && self.recv_buf.is_empty()
+    }
+
+    /// Queues bytes for sending; returns how many were accepted (fewer than offered when the
+    /// send buffer is full: wait for [`Event::Writable`]). Nothing is accepted after
+    /// [`Stream::end`] or close.
+    pub fn write(&mut self, data: &[u8]) -> usize {
+        if self.end_queued || self.closed.is_some() {
+            return 0;
+        }
+        let room = self.config.send_buffer.saturating_sub(self.send_buf.len());
+        let n = room.min(data.len());
+        self.send_buf.extend(&data[..n]);
+        if n < data.len() {
+            self.write_blocked = true;
+        }
+        n
+    }
+
+    /// Ends our write side once everything written has been sent: an END packet follows the
+    /// data, reliably.
+    pub fn end(&mut self) {
+        if self.closed.is_none() {
+            self.end_queued = true;
+        }
+    }
+
+    /// Aborts the stream: a single DESTROY packet (if connected), then closed.
+    pub fn destroy(&mut self) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.control.clear();
+        self.pending_acks = 0;
+        if let Some((remote_id, _)) = self.remote {
+            let h = self.header(remote_id, DESTROY);
+            self.control
+                .push_back(Control::Raw(packet::encode(&h, &[], &[])));
+        }
+        self.close(CloseReason::Destroyed);
+    }
+
+    /// Sends one unreliable MESSAGE (never retransmitted).
+    pub fn send_message(&mut self, data: &[u8]) -> Result<(), MessageError> {
+        if self.closed.is_some() {
+            return Err(MessageError::Closed);
+        }
+        if data.len() > self.config.max_payload {
+            return Err(MessageError::TooLarge(self.config.max_payload));
+        }
+        if self.control.len() >= MAX_CONTROL {
+            return Err(MessageError::QueueFull);
+        }
+        self.control.push_back(Control::Message(data.to_vec()));
+        Ok(())
+    }
+
+    /// Sends a HEARTBEAT; the peer answers with an ACK.
+    pub fn heartbeat(&mut self) {
+        if self.closed.is_none() && self.control.len() < MAX_CONTROL {
+            self.control.push_back(Control::Heartbeat);
+        }
+    }
+
+    /// Copies in-order received bytes into `buf`; returns how many.
+    pub fn read(&mut self, buf: &mut [u8]) -> usize {
+        let n = buf.len().min(self.recv_buf.len());
+        let (a, b) = self.recv_buf.as_slices();
+        let from_a = n.min(a.len());
+        buf[..from_a].copy_from_slice(&a[..from_a]);
+        buf[from_a..n].copy_from_slice(&b[..n - from_a]);
+        self.recv_buf.drain(..n);
+        // libudx leaves a closed window to the sender's zero-window probe; a pure ACK as soon
+        // as half the buffer is free again saves that round trip and is harmless to it.
+        if n > 0
+            && (self.last_window as usize) < self.config.max_payload
+            && self.window() as usize >= self.config.recv_buffer / 2
+            && self.closed.is_none()
+        {
+            self.owe_ack();
+        }
+        n
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Stream::handle_timeout`] should next run (or a paced packet becomes sendable).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed.is_some() {
+            return None;
+        }
+        let mut t = [self.rto_at, self.reorder_at, self.probe_at]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(pace) = self.cc.pace_at() {
+            if self.data_ready() {
+                t = Some(t.map_or(pace, |x| x.min(pace)));
+            }
+        }
+        t
+    }
+
+    /// Runs the timers that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.closed.is_some() {
+            return;
+        }
+        if self.rto_at.is_some_and(|t| t <= now) {
+            self.on_rto(now);
+            if self.closed.is_some() {
+                return;
+            }
+        }
+        if self.reorder_at.is_some_and(|t| t <= now) {
+            self.reorder_at = None;
+            self.detect_loss(now);
+        }
+        if self.probe_at.is_some_and(|t| t <= now) {
+            // Zero-window probe: keep asking until the window opens.
+            self.heartbeat();
+            self.probe_at = Some(now + self.rtt.rto() * 2);
+        }
+    }
+
+    /// The next datagram to send, if any is due at `now`.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        let (remote_id, dest) = self.remote?;
+        let bytes = self.next_packet(now, remote_id)?;
+        self.stats.packets_tx += 1;
+        Some(Transmit {
+            dest,
+            payload: bytes,
+        })
+    }
+
+    /// Processes one datagram addressed to this stream (the driver has already checked
+    /// [`packet::is_udx`], routed by id and applied its firewall). Bad input is counted in
+    /// [`Stats::dropped`], never fatal.
+    pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
+        self.stats.packets_rx += 1;
+        let packet = match Packet::decode(bytes) {
+            Ok(p) if p.header.stream_id == self.local_id => p,
+            _ => {
+                self.stats.dropped += 1;
+                return;
+            }
+        };
+        match self.closed {
+            None | Some(CloseReason::Ended) => {}
+            Some(_) => {
+                self.stats.dropped += 1;
+                return;
+            }
+        }
+        let h = packet.header;
+        if h.has(HEARTBEAT) {
+            self.owe_ack();
+            return;
+        }
+
+        if diff(self.ack, h.seq) >= 0 {
+            let seq = unwrap(self.ack, h.seq);
+            if h.has(DATA | END) {
+                if self.closed.is_some() {
+                    self.stats.duplicates += 1;
+                } else {
+                    self.receive(seq, h.flags, packet.payload);
+                }
+            }
+            if h.has(DESTROY) && self.closed.is_none() {
+                self.close(CloseReason::Reset);
+                return;
+            }
+        } else if h.has(DATA | END) {
+            self.stats.duplicates += 1;
+        }
+
+        if h.has(MESSAGE) && self.closed.is_none() {
+            if self.events.len() < MAX_EVENTS {
+                self.events
+                    .push_back(Event::Message(packet.payload.to_vec()));
+            } else {
+                self.stats.dropped += 1;
+            }
+        }
+
+        self.drain_in_order();
+
+        if h.has(DATA | END) {
+            self.owe_ack();
+        }
+        if self.closed.is_some() {
+            return;
+        }
+
+        self.process_ack(now, &packet);
+        self.maybe_finish();
+    }
+
+    // ---- receive side ----
+
+    fn window(&self) -> u32 {
+        self.config
+            .recv_buffer
+            .saturating_sub(self.recv_buf.len())
+            .min(u32::MAX as usize) as u32
+    }
+
+    fn receive(&mut self, seq: u64, flags: u8, payload: &[u8]) {
+        if self.ooo.contains_key(&seq) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        if seq - self.ack >= MAX_OOO_DISTANCE
+            || self.remote_end.is_some_and(|e| seq > e)
+            || (flags & END != 0 && self.remote_end.is_some())
+        {
+            self.stats.dropped += 1;
+            return;
+        }
+        if seq == self.ack {
+            if self.recv_buf.len() + payload.len() > self.config.recv_buffer {
+                // The peer overran the window we advertised; it will retransmit.
+                self.stats.dropped += 1;
+                return;
+            }
+            self.deliver(flags, payload);
+        } else {
+            if self.ooo.len() >= MAX_OOO_PACKETS
+                || self.ooo_bytes + payload.len() > self.config.recv_buffer
+            {
+                self.stats.dropped += 1;
+                return;
+            }
+            self.ooo_bytes += payload.len();
+            self.ooo.insert(
+                seq,
+                Pending {
+                    flags,
+                    payload: payload.to_vec(),
+                },
+            );
+            if flags & END != 0 {
+                self.remote_end = Some(seq);
+            }
+        }
+    }
+
+    fn deliver(&mut self, flags: u8, payload: &[u8]) {
+        if flags & DATA != 0 && !payload.is_empty() {
+            if self.recv_buf.is_empty() {
+                self.push_event(Event::Readable);
+            }
+            self.recv_buf.extend(payload);
+        }
+        if flags & END != 0 {
+            self.remote_end = Some(self.ack);
+        }
+        self.ack += 1;
+    }
+
+    fn drain_in_order(&mut self) {
+        while let Some(p) = self.ooo.remove(&self.ack) {
+            self.ooo_bytes -= p.payload.len();
+            self.deliver(p.flags, &p.payload);
+        }
+        if !self.remote_ended && self.remote_end.is_some_and(|e| e < self.ack) {
+            self.remote_ended = true;
+            self.push_event(Event::RemoteEnded);
+        }
+    }
+
+    fn owe_ack(&mut self) {
+        self.pending_acks = (self.pending_acks + 1).min(MAX_PENDING_ACKS);
+    }
+
+    fn sack_blocks(&self) -> Vec<SackBlock> {
+        let mut blocks: Vec<SackBlock> = Vec::new();
+        let mut run: Option<(u64, u64)> = None;
+        for &seq in self.ooo.keys() {
+            match run {
+                Some((s, e)) if e == seq => run = Some((s, e + 1)),
+                Some((s, e)) => {
+                    blocks.push(SackBlock {
+                        start: s as u32,
+                        end: e as u32,
+                    });
+                    if blocks.len() == MAX_SACKS {
+                        return blocks;
+                    }
+                    run = Some((seq, seq + 1));
+                }
+                None => run = Some((seq, seq + 1)),
+            }
+        }
+        if let Some((s, e)) = run {
+            blocks.push(SackBlock {
+                start: s as u32,
+                end: e as u32,
+            });
+        }
+        blocks
+    }
+
+    // ---- send side ----
+
+    fn header(&mut self, remote_id: u32, flags: u8) -> Header {
+        let window = self.window();
+        self.last_window = window;
+        Header {
+            flags,
+            data_offset: 0,
+            stream_id: remote_id,
+            recv_window: window,
+            seq: self.next_seq as u32,
+            ack: self.ack as u32,
+        }
+    }
+
+    /// Packets the peer's window allows in flight (retransmissions ignore it).
+    fn send_window(&self) -> u32 {
+        let rwnd = self.send_rwnd as usize / self.config.max_payload.max(1);
+        self.cc.cwnd().min(rwnd.min(u32::MAX as usize) as u32)
+    }
+
+    fn data_ready(&self) -> bool {
+        if self.inflight >= self.cc.cwnd() {
+            return false;
+        }
+        if !self.retransmit.is_empty() {
+            return true;
+        }
+        let unsent = !self.send_buf.is_empty() || (self.end_queued && !self.end_sent);
+        unsent && self.inflight < self.send_window() && self.outgoing.len() < MAX_OUTSTANDING
+    }
+
+    fn next_packet(&mut self, now: Instant, remote_id: u32) -> Option<Vec<u8>> {
+        if self.closed.is_none() {
+            self.update_probe(now);
+        }
+        if let Some(c) = self.control.pop_front() {
+            return Some(match c {
+                Control::Raw(b) => b,
+                Control::Heartbeat => {
+                    let h = self.header(remote_id, HEARTBEAT);
+                    packet::encode(&h, &[], &[])
+                }
+                Control::Message(m) => {
+                    let h = self.header(remote_id, MESSAGE);
+                    packet::encode(&h, &[], &m)
+                }
+            });
+        }
+        if self.pending_acks > 0 {
+            self.pending_acks -= 1;
+            let sacks = self.sack_blocks();
+            let h = self.header(remote_id, 0);
+            return Some(packet::encode(&h, &sacks, &[]));
+        }
+        if self.closed.is_some() {
+            return None;
+        }
+        if self.cc.pace_at().is_some_and(|t| t > now) || !self.data_ready() {
+            return None;
+        }
+        while let Some(seq) = self.retransmit.pop_front() {
+            if seq < self.remote_acked {
+                continue;
+            }
+            let i = (seq - self.remote_acked) as usize;
+            let Some(s) = self.outgoing.get(i) else {
+                continue;
+            };
+            if s.delivered || !s.lost {
+                continue;
+            }
+            let (flags, payload) = (s.flags, s.payload.clone());
+            let s = &mut self.outgoing[i];
+            s.lost = false;
+            s.transmits += 1;
+            s.sent_at = now;
+            self.inflight += 1;
+            self.stats.retransmits += 1;
+            // Retransmissions carry the current ack and window (libudx a9af5de).
+            let mut h = self.header(remote_id, flags);
+            h.seq = seq as u32;
+            return Some(self.sent_data(now, h, &payload));
+        }
+        if self.inflight >= self.send_window() || self.outgoing.len() >= MAX_OUTSTANDING {
+            return None;
+        }
+        let (flags, payload) = if !self.send_buf.is_empty() {
+            let n = self.send_buf.len().min(self.config.max_payload);
+            let payload: Vec<u8> = self.send_buf.drain(..n).collect();
+            if self.write_blocked && self.send_buf.len() <= self.config.send_buffer / 2 {
+                self.write_blocked = false;
+                self.push_event(Event::Writable);
+            }
+            (DATA, payload)
+        } else if self.end_queued && !self.end_sent {
+            self.end_sent = true;
+            (END, Vec::new())
+        } else {
+            return None;
+        };
+        let h = self.header(remote_id, flags);
+        let bytes = self.sent_data(now, h, &payload);
+        self.outgoing.push_back(Sent {
+            flags,
+            payload,
+            sent_at: now,
+            transmits: 1,
+            rto_timeouts: 0,
+            delivered: false,
+            lost: false,
+        });
+        self.next_seq += 1;
+        self.inflight += 1;
+        Some(bytes)
+    }
+
+    /// Bookkeeping shared by first transmissions and retransmissions.
+    fn sent_data(&mut self, now: Instant, h: Header, payload: &[u8]) -> Vec<u8> {
+        self.cc.on_sent(now, payload.len().max(1), self.rtt.srtt());
+        if self.rto_at.is_none() {
+            self.rto_at = Some(now + self.rtt.rto());
+        }
+        self.probe_at = None;
+        packet::encode(&h, &[], payload)
+    }
+
+    /// Zero-window probing: the peer's window is shut, nothing is in flight and data waits.
+    fn update_probe(&mut self, now: Instant) {
+        let waiting = !self.send_buf.is_empty() || (self.end_queued && !self.end_sent);
+        let shut = self.send_window() == 0 && self.outgoing.is_empty() && waiting;
+        if !shut {
+            self.probe_at = None;
+        } else if self.probe_at.is_none() {
+            self.heartbeat();
+            self.probe_at = Some(now + self.rtt.rto());
+        }
+    }
+
+    fn process_ack(&mut self, now: Instant, packet: &Packet<'_>) {
+        let h = packet.header;
+        // An ack beyond anything we sent is bogus: stop here, as libudx does.
+        if diff(self.next_seq, h.ack) > 0 {
+            self.stats.dropped += 1;
+            return;
+        }
+        let ack_rel = diff(self.remote_acked, h.ack);
+        if ack_rel >= 0 {
+            let newer_seq = (h.seq.wrapping_sub(self.send_wl1) as i32) > 0;
+            let same_seq_newer_ack =
+                h.seq == self.send_wl1 && (h.ack.wrapping_sub(self.send_wl2) as i32) >= 0;
+            if newer_seq || same_seq_newer_ack {
+                self.send_rwnd = h.recv_window;
+                self.send_wl1 = h.seq;
+                self.send_wl2 = h.ack;
+            }
+        }
+
+        let mut delivered = 0u32;
+        if ack_rel > 0 {
+            for _ in 0..ack_rel {
+                let Some(s) = self.outgoing.pop_front() else {
+                    break;
+                };
+                let seq = self.remote_acked;
+                self.remote_acked += 1;
+                if !s.delivered {
+                    delivered += 1;
+                    self.on_delivered(now, seq, &s);
+                }
+            }
+        }
+
+        for block in packet.sacks() {
+            let start = diff(self.remote_acked, block.start);
+            let end = diff(self.remote_acked, block.end);
+            let limit = (self.next_seq - self.remote_acked) as i64;
+            if start < 0 || start >= end || end > limit {
+                self.stats.invalid_sacks += 1;
+                continue;
+            }
+            for i in start..end {
+                let seq = self.remote_acked + i as u64;
+                let s = &mut self.outgoing[i as usize];
+                if s.delivered {
+                    continue;
+                }
+                s.delivered = true;
+                let (sent_at, transmits, lost) = (s.sent_at, s.transmits, s.lost);
+                if !lost {
+                    self.inflight -= 1;
+                }
+                delivered += 1;
+                self.sample(now, seq, sent_at, transmits);
+            }
+        }
+
+        if delivered == 0 {
+            return;
+        }
+        self.cc.on_delivered(delivered, self.remote_acked);
+        let all_acked = self.outgoing.iter().all(|s| s.delivered);
+        self.rto_at = if all_acked {
+            None
+        } else {
+            Some(now + self.rtt.rto())
+        };
+        self.detect_loss(now);
+        self.update_probe(now);
+    }
+
+    fn on_delivered(&mut self, now: Instant, seq: u64, s: &Sent) {
+        if !s.lost {
+            self.inflight -= 1;
+        }
+        self.sample(now, seq, s.sent_at, s.transmits);
+    }
+
+    /// RTT sample (Karn: first transmissions only) and RACK's most recent delivery.
+    fn sample(&mut self, now: Instant, seq: u64, sent_at: Instant, transmits: u32) {
+        let rtt = now.saturating_duration_since(sent_at);
+        if transmits == 1 {
+            self.rtt.sample(rtt);
+        } else if self.rtt.min().is_some_and(|m| rtt < m) {
+            // Probably the ack of an earlier transmission: not evidence about this one.
+            return;
+        }
+        if self.rack.is_none_or(|r| (sent_at, seq) > r) {
+            self.rack = Some((sent_at, seq));
+            self.rack_rtt = rtt;
+        }
+    }
+
+    /// RACK (RFC 8985 §6.2): a packet sent before the most recently delivered one is lost
+    /// once a reordering window has passed beyond its expected delivery.
+    fn detect_loss(&mut self, now: Instant) {
+        let Some(rack) = self.rack else {
+            return;
+        };
+        let reo = self.rtt.reorder_window();
+        let mut lost_any = false;
+        let mut wake: Option<Instant> = None;
+        for i in 0..self.outgoing.len() {
+            let seq = self.remote_acked + i as u64;
+            let s = &mut self.outgoing[i];
+            if s.delivered || s.lost {
+                continue;
+            }
+            if (s.sent_at, seq) > rack {
+                if s.transmits == 1 {
+                    // First transmissions are in send order: nothing further qualifies.
+                    break;
+                }
+                continue;
+            }
+            let deadline = s.sent_at + self.rack_rtt + reo;
+            if deadline <= now {
+                s.lost = true;
+                self.inflight -= 1;
+                self.retransmit.push_back(seq);
+                self.stats.fast_lost += 1;
+                lost_any = true;
+            } else {
+                wake = Some(wake.map_or(deadline, |w| w.min(deadline)));
+            }
+        }
+        self.reorder_at = wake;
+        if lost_any {
+            self.cc.on_loss(self.next_seq);
+        }
+    }
+
+    fn on_rto(&mut self, now: Instant) {
+        self.rto_at = None;
+        if self.outgoing.iter().all(|s| s.delivered) {
+            return;
+        }
+        self.stats.rto_expiries += 1;
+        let reo = self.rtt.reorder_window();
+        for i in 0..self.outgoing.len() {
+            let seq = self.remote_acked + i as u64;
+            let s = &mut self.outgoing[i];
+            if s.delivered || s.lost {
+                continue;
+            }
+            let overdue = s.sent_at + self.rack_rtt + reo <= now;
+            if i == 0 || overdue {
+                if s.rto_timeouts >= MAX_RTO_TIMEOUTS {
+                    self.close(CloseReason::TimedOut);
+                    return;
+                }
+                s.rto_timeouts += 1;
+                s.lost = true;
+                self.inflight -= 1;
+                self.retransmit.push_back(seq);
+            }
+        }
+        self.cc.on_rto(self.next_seq);
+        // libudx re-arms at twice the RTO without doubling the RTO itself.
+        self.rto_at = Some(now + self.rtt.rto() * 2);
+    }
+
+    fn maybe_finish(&mut self) {
+        // Our END counts as acknowledged only cumulatively: a SACKed END with data missing
+        // below it is not the end of the stream.
+        let end_acked = self.end_sent && self.remote_acked == self.next_seq;
+        if self.closed.is_none() && end_acked && self.remote_ended {
+            self.close(CloseReason::Ended);
+        }
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        self.closed = Some(reason);
+        self.rto_at = None;
+        self.reorder_at = None;
+        self.probe_at = None;
+        self.outgoing.clear();
+        self.retransmit.clear();
+        self.send_buf.clear();
+        self.ooo.clear();
+        self.ooo_bytes = 0;
+        self.inflight = 0;
+        if reason != CloseReason::Ended {
+            self.recv_buf.clear();
+        }
+        self.push_event(Event::Closed(reason));
+    }
+
+    fn push_event(&mut self, e: Event) {
+        // State events are rare and edge-triggered; only messages can flood, and they are
+        // bounded where they are queued. Keep state events even past the cap.
+        self.events.push_back(e);
+    }
+}
