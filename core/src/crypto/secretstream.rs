@@ -1,0 +1,354 @@
+//! SecretStream as @hyperswarm/secret-stream frames it over a UDX stream: a header frame
+//! carrying the stream id and the secretstream header, then one libsodium
+//! `crypto_secretstream_xchacha20poly1305` message per frame, each behind a u24 length.
+//! Plus the keyed "unordered" messages that travel as UDX MESSAGE packets.
+
+use std::sync::OnceLock;
+
+use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
+use chacha20::ChaCha20;
+use crypto_secretbox::aead::Aead;
+use crypto_secretbox::XSalsa20Poly1305;
+use poly1305::universal_hash::KeyInit;
+use poly1305::Poly1305;
+
+use super::hash::{blake2b_256, blake2b_256_keyed};
+use super::noise::HandshakeOutcome;
+
+/// Bytes of the secretstream header.
+pub const HEADER_LEN: usize = 24;
+/// Bytes a message grows by: the encrypted tag byte and the MAC.
+pub const ABYTES: usize = 17;
+/// Largest frame body a u24 length allows.
+pub const MAX_FRAME: usize = (1 << 24) - 1;
+/// Largest plaintext per message.
+pub const MAX_MESSAGE: usize = MAX_FRAME - ABYTES;
+/// The tag of ordinary messages (the only one hyperswarm sends).
+pub const TAG_MESSAGE: u8 = 0;
+/// The tag that asks both sides to derive a new key.
+pub const TAG_REKEY: u8 = 2;
+
+/// Why a SecretStream failed; every one of these ends the stream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretStreamError {
+    /// The first frame was not a 56-byte header with the peer's stream id.
+    #[error("bad secretstream header frame")]
+    BadHeader,
+    /// A frame did not authenticate.
+    #[error("secretstream message failed to decrypt")]
+    Decrypt,
+    /// A frame is too short to hold a message.
+    #[error("secretstream frame too short")]
+    ShortFrame,
+    /// A message is larger than a frame can carry.
+    #[error("message of {0} bytes exceeds the frame limit")]
+    TooLarge(usize),
+}
+
+/// The three secret-stream namespaces: initiator, responder, send.
+pub fn namespaces() -> &'static [[u8; 32]; 3] {
+    static NS: OnceLock<[[u8; 32]; 3]> = OnceLock::new();
+    NS.get_or_init(|| {
+        let name = blake2b_256(&[b"hyperswarm/secret-stream"]);
+        [0u8, 1, 2].map(|i| blake2b_256(&[&name, &[i]]))
+    })
+}
+
+/// The id a side announces in its header frame.
+pub fn stream_id(handshake_hash: &[u8; 64], initiator: bool) -> [u8; 32] {
+    let ns = &namespaces()[if initiator { 0 } else { 1 }];
+    blake2b_256_keyed(handshake_hash, ns)
+}
+
+/// Key of the unordered messages a side sends.
+pub fn unordered_key(handshake_hash: &[u8; 64], initiator: bool) -> [u8; 32] {
+    let ns = namespaces();
+    let role = &ns[if initiator { 0 } else { 1 }];
+    let mut input = [0u8; 64];
+    input[..32].copy_from_slice(role);
+    input[32..].copy_from_slice(&ns[2]);
+    blake2b_256_keyed(handshake_hash, &input)
+}
+
+/// libsodium's secretstream state: key, 32-bit counter and 8-byte nonce half.
+#[derive(Clone)]
+struct State {
+    key: [u8; 32],
+    nonce: [u8; 12],
+}
+
+impl State {
+    fn new(key: &[u8; 32], header: &[u8; HEADER_LEN]) -> Self {
+        let mut input = [0u8; 16];
+        input.copy_from_slice(&header[..16]);
+        let subkey =
+            chacha20::hchacha::<chacha20::cipher::consts::U10>(&(*key).into(), &input.into());
+        let mut nonce = [0u8; 12];
+        nonce[..4].copy_from_slice(&1u32.to_le_bytes());
+        nonce[4..].copy_from_slice(&header[16..]);
+        State {
+            key: subkey.into(),
+            nonce,
+        }
+    }
+
+    fn cipher(&self, block: u32) -> ChaCha20 {
+        let mut c = ChaCha20::new(&self.key.into(), &self.nonce.into());
+        c.seek(u64::from(block) * 64);
+        c
+    }
+
+    /// The MAC over the tag block and ciphertext, with libsodium's padding (which counts
+    /// `16 - 64 + mlen`, not `16 - (64 + mlen)`, modulo 16).
+    fn mac(&self, block: &[u8; 64], ciphertext: &[u8]) -> [u8; 16] {
+        let mut poly_key = [0u8; 32];
+        self.cipher(0).apply_keystream(&mut poly_key);
+        let mlen = ciphertext.len();
+        let pad = (16usize.wrapping_sub(64).wrapping_add(mlen)) & 15;
+        let mut input = Vec::with_capacity(64 + mlen + pad + 16);
+        input.extend_from_slice(block);
+        input.extend_from_slice(ciphertext);
+        input.resize(input.len() + pad, 0);
+        input.extend_from_slice(&0u64.to_le_bytes());
+        input.extend_from_slice(&((64 + mlen) as u64).to_le_bytes());
+        Poly1305::new(&poly_key.into())
+            .compute_unpadded(&input)
+            .into()
+    }
+
+    fn advance(&mut self, mac: &[u8; 16], tag: u8) {
+        for (n, m) in self.nonce[4..].iter_mut().zip(mac) {
+            *n ^= m;
+        }
+        let counter = u32::from_le_bytes(self.nonce[..4].try_into().expect("4 bytes"));
+        let counter = counter.wrapping_add(1);
+        self.nonce[..4].copy_from_slice(&counter.to_le_bytes());
+        if tag & TAG_REKEY != 0 || counter == 0 {
+            self.rekey();
+        }
+    }
+
+    fn rekey(&mut self) {
+        let mut buf = [0u8; 40];
+        buf[..32].copy_from_slice(&self.key);
+        buf[32..].copy_from_slice(&self.nonce[4..]);
+        self.cipher(0).apply_keystream(&mut buf);
+        self.key.copy_from_slice(&buf[..32]);
+        self.nonce[4..].copy_from_slice(&buf[32..]);
+        self.nonce[..4].copy_from_slice(&1u32.to_le_bytes());
+    }
+
+    fn tag_block(&self, first: u8) -> [u8; 64] {
+        let mut block = [0u8; 64];
+        block[0] = first;
+        self.cipher(1).apply_keystream(&mut block);
+        block
+    }
+}
+
+/// The sending half of a secretstream.
+#[derive(Clone)]
+pub struct Push {
+    state: State,
+}
+
+impl Push {
+    /// Starts a stream under `key` with the (random) `header` the peer must receive.
+    pub fn new(key: &[u8; 32], header: &[u8; HEADER_LEN]) -> Self {
+        Push {
+            state: State::new(key, header),
+        }
+    }
+
+    /// Encrypts one message: `tag byte || ciphertext || MAC`.
+    pub fn push(&mut self, plaintext: &[u8], tag: u8) -> Vec<u8> {
+        let block = self.state.tag_block(tag);
+        let mut out = Vec::with_capacity(plaintext.len() + ABYTES);
+        out.push(block[0]);
+        out.extend_from_slice(plaintext);
+        self.state.cipher(2).apply_keystream(&mut out[1..]);
+        let mac = self.state.mac(&block, &out[1..]);
+        out.extend_from_slice(&mac);
+        self.state.advance(&mac, tag);
+        out
+    }
+}
+
+/// The receiving half of a secretstream.
+#[derive(Clone)]
+pub struct Pull {
+    state: State,
+}
+
+impl Pull {
+    /// Starts reading a stream under `key` from the peer's `header`.
+    pub fn new(key: &[u8; 32], header: &[u8; HEADER_LEN]) -> Self {
+        Pull {
+            state: State::new(key, header),
+        }
+    }
+
+    /// Decrypts one message; returns the plaintext and its tag.
+    pub fn pull(&mut self, message: &[u8]) -> Result<(Vec<u8>, u8), SecretStreamError> {
+        if message.len() < ABYTES {
+            return Err(SecretStreamError::ShortFrame);
+        }
+        let mlen = message.len() - ABYTES;
+        let mut block = self.state.tag_block(message[0]);
+        let tag = block[0];
+        block[0] = message[0];
+        let ciphertext = &message[1..1 + mlen];
+        let mac = self.state.mac(&block, ciphertext);
+        if !constant_time_eq(&mac, &message[1 + mlen..]) {
+            return Err(SecretStreamError::Decrypt);
+        }
+        let mut plaintext = ciphertext.to_vec();
+        self.state.cipher(2).apply_keystream(&mut plaintext);
+        self.state.advance(&mac, tag);
+        Ok((plaintext, tag))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The framing of one side of an encrypted connection, fed raw stream bytes and handing
+/// back messages. Sans-IO: the caller moves the bytes.
+pub struct SecretStream {
+    push: Push,
+    pull: Option<Pull>,
+    rx_key: [u8; 32],
+    expected_remote_id: [u8; 32],
+    inbox: Vec<u8>,
+}
+
+impl std::fmt::Debug for SecretStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretStream")
+            .field("header_received", &self.pull.is_some())
+            .field("buffered", &self.inbox.len())
+            .finish()
+    }
+}
+
+/// u24 little-endian length prefix.
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 3);
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes()[..3]);
+    out.extend_from_slice(body);
+    out
+}
+
+impl SecretStream {
+    /// Starts the framing after a handshake, with the random secretstream `header`. Returns
+    /// the stream and the header frame to send first.
+    pub fn new(handshake: &HandshakeOutcome, header: [u8; HEADER_LEN]) -> (Self, Vec<u8>) {
+        let mut first = Vec::with_capacity(56);
+        first.extend_from_slice(&stream_id(&handshake.hash, handshake.is_initiator));
+        first.extend_from_slice(&header);
+        let s = SecretStream {
+            push: Push::new(&handshake.tx, &header),
+            pull: None,
+            rx_key: handshake.rx,
+            expected_remote_id: stream_id(&handshake.hash, !handshake.is_initiator),
+            inbox: Vec::new(),
+        };
+        (s, frame(&first))
+    }
+
+    /// Encrypts one message into a frame.
+    pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, SecretStreamError> {
+        if plaintext.len() > MAX_MESSAGE {
+            return Err(SecretStreamError::TooLarge(plaintext.len()));
+        }
+        Ok(frame(&self.push.push(plaintext, TAG_MESSAGE)))
+    }
+
+    /// Feeds bytes from the peer; returns the messages they completed (empty messages are
+    /// keepalives and are included; callers with keepalive on skip them).
+    pub fn decrypt(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, SecretStreamError> {
+        self.inbox.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        let mut at = 0;
+        while self.inbox.len() - at >= 3 {
+            let len =
+                u32::from_le_bytes([self.inbox[at], self.inbox[at + 1], self.inbox[at + 2], 0])
+                    as usize;
+            if self.inbox.len() - at - 3 < len {
+                break;
+            }
+            let body = &self.inbox[at + 3..at + 3 + len];
+            at += 3 + len;
+            match &mut self.pull {
+                None => {
+                    if len != 56 || body[..32] != self.expected_remote_id {
+                        return Err(SecretStreamError::BadHeader);
+                    }
+                    let header: [u8; HEADER_LEN] = body[32..].try_into().expect("24 bytes");
+                    self.pull = Some(Pull::new(&self.rx_key, &header));
+                }
+                Some(pull) => out.push(pull.pull(body)?.0),
+            }
+        }
+        self.inbox.drain(..at);
+        Ok(out)
+    }
+}
+
+/// Unordered messages of one side: `counter(8) || secretbox(msg, nonce = counter || 0^16)`,
+/// the counter incremented before each message.
+#[derive(Clone)]
+pub struct UnorderedBox {
+    cipher: XSalsa20Poly1305,
+    counter: [u8; 8],
+    start: [u8; 8],
+    exhausted: bool,
+}
+
+impl UnorderedBox {
+    /// A sender or receiver under `key`, its counter starting at `start`.
+    pub fn new(key: &[u8; 32], start: [u8; 8]) -> Self {
+        UnorderedBox {
+            cipher: XSalsa20Poly1305::new(key.into()),
+            counter: start,
+            start,
+            exhausted: false,
+        }
+    }
+
+    /// Seals one message; `None` once the counter has come all the way round.
+    pub fn seal(&mut self, plaintext: &[u8]) -> Option<Vec<u8>> {
+        if self.exhausted {
+            return None;
+        }
+        // sodium_increment: little-endian.
+        for b in self.counter.iter_mut() {
+            *b = b.wrapping_add(1);
+            if *b != 0 {
+                break;
+            }
+        }
+        if self.counter == self.start {
+            self.exhausted = true;
+            return None;
+        }
+        let mut nonce = [0u8; 24];
+        nonce[..8].copy_from_slice(&self.counter);
+        let sealed = self.cipher.encrypt(&nonce.into(), plaintext).ok()?;
+        let mut out = Vec::with_capacity(8 + sealed.len());
+        out.extend_from_slice(&self.counter);
+        out.extend_from_slice(&sealed);
+        Some(out)
+    }
+
+    /// Opens a message sealed under this key; `None` if it does not authenticate.
+    pub fn open(&self, envelope: &[u8]) -> Option<Vec<u8>> {
+        if envelope.len() < 8 + 16 {
+            return None;
+        }
+        let mut nonce = [0u8; 24];
+        nonce[..8].copy_from_slice(&envelope[..8]);
+        self.cipher.decrypt(&nonce.into(), &envelope[8..]).ok()
+    }
+}
