@@ -397,3 +397,216 @@ async fn oversized_values_are_refused_before_sending() {
         .unwrap_err();
     assert!(matches!(err, DhtError::ValueTooLarge { .. }));
 }
+
+fn self_announce(lab: &mut Lab, server: &KeyPair, from: SocketAddr) {
+    let target = hash(&server.public_key());
+    // Tokens are per IP: the server fetches its own with a read.
+    let token = match &route(lab, from, 899, commands::IMMUTABLE_GET, target, vec![])[..] {
+        [(_, Message::Response(r))] => r.token.expect("reads hand out tokens"),
+        other => panic!("expected a token, got {other:?}"),
+    };
+    let peer = PeerRecord {
+        public_key: server.public_key(),
+        relay_addresses: Vec::new(),
+    };
+    let signable = announce_signable(false, &target, &lab.id(), &token, &peer, None).unwrap();
+    let ann = Announce {
+        peer: Some(peer),
+        refresh: None,
+        signature: Some(server.sign(&signable)),
+        bump: 0,
+    };
+    let req = Request {
+        tid: 900,
+        to: NODE.parse().unwrap(),
+        id: None,
+        token: Some(token),
+        internal: false,
+        command: commands::ANNOUNCE,
+        target: Some(target),
+        value: Some(ann.encode().unwrap()),
+    };
+    lab.node
+        .handle_datagram(lab.now, SocketKind::Server, from, &req.encode().unwrap());
+    let acks: Vec<_> = std::iter::from_fn(|| lab.node.poll_transmit()).collect();
+    assert_eq!(acks.len(), 1, "the self-announce is acknowledged");
+    let Ok(Message::Response(ack)) = Message::decode(&acks[0].payload) else {
+        panic!("not a response");
+    };
+    assert_eq!(ack.error, 0, "accepted, not refused");
+}
+
+/// Sends `value` for `command` from `from` and returns every datagram the node emitted.
+fn route(
+    lab: &mut Lab,
+    from: SocketAddr,
+    tid: u16,
+    command: u64,
+    target: NodeId,
+    value: Vec<u8>,
+) -> Vec<(SocketAddr, Message)> {
+    let req = Request {
+        tid,
+        to: NODE.parse().unwrap(),
+        id: None,
+        token: None,
+        internal: false,
+        command,
+        target: Some(target),
+        value: Some(value),
+    };
+    lab.node
+        .handle_datagram(lab.now, SocketKind::Server, from, &req.encode().unwrap());
+    std::iter::from_fn(|| lab.node.poll_transmit())
+        .map(|t| (t.dest, Message::decode(&t.payload).unwrap()))
+        .collect()
+}
+
+#[test]
+fn handshakes_are_relayed_to_announced_servers_and_back() {
+    use hyperswarm::dht::connect_messages::{HandshakeMessage, HandshakeMode, HolepunchMessage};
+    let mut lab = Lab::persistent();
+    let server = KeyPair::from_seed([11; 32]);
+    let server_addr: SocketAddr = "10.0.0.5:5000".parse().unwrap();
+    let client_addr: SocketAddr = CLIENT.parse().unwrap();
+    let target = hash(&server.public_key());
+
+    // Before the server announces, a client's handshake gets an empty answer.
+    let hs = HandshakeMessage {
+        mode: HandshakeMode::FromClient,
+        noise: vec![1, 2, 3],
+        peer_address: None,
+        relay_address: None,
+    };
+    let out = route(
+        &mut lab,
+        client_addr,
+        77,
+        commands::PEER_HANDSHAKE,
+        target,
+        hs.encode().unwrap(),
+    );
+    match &out[..] {
+        [(to, Message::Response(r))] => {
+            assert_eq!(*to, client_addr);
+            assert!(r.value.is_none());
+        }
+        other => panic!("expected one empty response, got {other:?}"),
+    }
+
+    self_announce(&mut lab, &server, server_addr);
+
+    // 1 → 2: the client's message goes on to the server, same tid, client address attached.
+    let out = route(
+        &mut lab,
+        client_addr,
+        77,
+        commands::PEER_HANDSHAKE,
+        target,
+        hs.encode().unwrap(),
+    );
+    let [(to, Message::Request(fwd))] = &out[..] else {
+        panic!("expected one forwarded request, got {out:?}");
+    };
+    assert_eq!(
+        (*to, fwd.tid, fwd.command),
+        (server_addr, 77, commands::PEER_HANDSHAKE)
+    );
+    let m = HandshakeMessage::decode(fwd.value.as_deref().unwrap()).unwrap();
+    assert_eq!(m.mode, HandshakeMode::FromRelay);
+    assert_eq!(
+        (m.noise.as_slice(), m.peer_address),
+        (&[1u8, 2, 3][..], Some(client_addr))
+    );
+
+    // 3 → 4: the server's answer becomes a response to the client, server address attached.
+    let back = HandshakeMessage {
+        mode: HandshakeMode::FromServer,
+        noise: vec![4, 5],
+        peer_address: Some(client_addr),
+        relay_address: None,
+    };
+    let out = route(
+        &mut lab,
+        server_addr,
+        77,
+        commands::PEER_HANDSHAKE,
+        target,
+        back.encode().unwrap(),
+    );
+    let [(to, Message::Response(res))] = &out[..] else {
+        panic!("expected one response, got {out:?}");
+    };
+    assert_eq!((*to, res.tid, res.to), (client_addr, 77, Some(client_addr)));
+    assert!(res.token.is_none() && res.closer_nodes.is_empty());
+    let m = HandshakeMessage::decode(res.value.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (m.mode, m.peer_address),
+        (HandshakeMode::Reply, Some(server_addr))
+    );
+
+    // Holepunch: forwarded to the named peer, and answered back the same way.
+    let hp = HolepunchMessage {
+        mode: HandshakeMode::FromClient,
+        id: 3,
+        payload: vec![9; 40],
+        peer_address: Some(server_addr),
+    };
+    let out = route(
+        &mut lab,
+        client_addr,
+        78,
+        commands::PEER_HOLEPUNCH,
+        target,
+        hp.encode().unwrap(),
+    );
+    let [(to, Message::Request(fwd))] = &out[..] else {
+        panic!("expected a forwarded holepunch, got {out:?}");
+    };
+    assert_eq!(*to, server_addr);
+    let m = HolepunchMessage::decode(fwd.value.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (m.mode, m.id, m.peer_address),
+        (HandshakeMode::FromRelay, 3, Some(client_addr))
+    );
+    let back = HolepunchMessage {
+        mode: HandshakeMode::FromServer,
+        id: 0,
+        payload: vec![8; 40],
+        peer_address: Some(client_addr),
+    };
+    let out = route(
+        &mut lab,
+        server_addr,
+        78,
+        commands::PEER_HOLEPUNCH,
+        target,
+        back.encode().unwrap(),
+    );
+    let [(to, Message::Response(res))] = &out[..] else {
+        panic!("expected a holepunch response, got {out:?}");
+    };
+    assert_eq!(*to, client_addr);
+    let m = HolepunchMessage::decode(res.value.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (m.mode, m.peer_address),
+        (HandshakeMode::Reply, Some(server_addr))
+    );
+
+    // A server reply without the client's address is dropped.
+    let orphan = HandshakeMessage {
+        mode: HandshakeMode::FromServer,
+        noise: vec![4],
+        peer_address: None,
+        relay_address: None,
+    };
+    assert!(route(
+        &mut lab,
+        server_addr,
+        79,
+        commands::PEER_HANDSHAKE,
+        target,
+        orphan.encode().unwrap()
+    )
+    .is_empty());
+}

@@ -10,6 +10,7 @@ pub mod connect_messages;
 pub mod keys;
 pub mod namespaces;
 pub mod records;
+mod router;
 mod storage;
 
 pub use cache::{GenCache, RecordCache};

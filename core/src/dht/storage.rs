@@ -107,8 +107,9 @@ impl Stores {
     }
 }
 
-/// The request handler of a HyperDHT node. Answers the storage commands while the node is
-/// persistent; an ephemeral node leaves them to dht-rpc, which replies UNKNOWN_COMMAND.
+/// The request handler of a HyperDHT node. Relays handshakes and holepunches to servers
+/// that announced themselves here, and answers the storage commands while the node is
+/// persistent; an ephemeral node leaves those to dht-rpc, which replies UNKNOWN_COMMAND.
 #[derive(Debug, Clone, Default)]
 pub struct Storage {
     stores: Arc<Mutex<Stores>>,
@@ -150,12 +151,24 @@ const REFUSED: ReplyOptions = ReplyOptions {
 
 impl CommandHandler for Storage {
     fn on_request(&mut self, req: &IncomingRequest, out: &mut Responder<'_>) -> bool {
-        let Some(my_id) = out.node().id() else {
-            return false;
-        };
         let now = out.node().now();
         let mut stores = self.stores();
         let s = &mut *stores;
+        // Every node routes handshakes and holepunches; only persistent ones store.
+        match req.command {
+            commands::PEER_HANDSHAKE => {
+                super::router::on_peer_handshake(s, now, req, out);
+                return true;
+            }
+            commands::PEER_HOLEPUNCH => {
+                super::router::on_peer_holepunch(s, now, req, out);
+                return true;
+            }
+            _ => {}
+        }
+        let Some(my_id) = out.node().id() else {
+            return false;
+        };
         match req.command {
             commands::FIND_PEER => {
                 let Some(target) = req.target else {
@@ -323,8 +336,7 @@ impl CommandHandler for Storage {
                 let value = s.immutables.get(now, &target.0);
                 out.reply(req, value.as_deref(), ReplyOptions::default());
             }
-            // Handshake relaying and plugins are not served yet: dht-rpc answers
-            // UNKNOWN_COMMAND, which JS clients treat as "try another node".
+            // Plugins are not served yet: dht-rpc answers UNKNOWN_COMMAND.
             _ => return false,
         }
         true
