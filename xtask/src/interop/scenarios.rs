@@ -10,6 +10,7 @@
 //! mutable/immutable storage written by one implementation and read by the other.
 
 mod records;
+mod relay;
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
@@ -117,6 +118,13 @@ pub static ALL: &[Scenario] = &[
         timeout: Duration::from_secs(120),
         needs_cli: true,
         run: records::records_on_rs_storage,
+    },
+    Scenario {
+        name: "relay-js-through-rs",
+        description: "Rust-only DHT; a JS server announces to Rust nodes, JS clients connect through them (handshake + holepunch relayed by Rust) and echo 256 KiB",
+        timeout: Duration::from_secs(120),
+        needs_cli: true,
+        run: relay::js_through_rs,
     },
 ];
 
