@@ -41,7 +41,7 @@ pub fn js_through_rs(ctx: &mut Ctx) -> Result<(), String> {
                 "--key",
                 &key,
                 "--bytes",
-                ECHO_BYTES,
+                &ECHO_BYTES.to_string(),
             ]),
         )?;
         let events = client.finish(ctx.within(Duration::from_secs(60)))?;
