@@ -1,5 +1,6 @@
 //! `hyperswarm`: run and probe HyperDHT nodes from the command line.
 
+mod connect;
 mod demo;
 mod dht;
 mod output;
@@ -43,6 +44,10 @@ enum Command {
     Put(records::PutArgs),
     /// Read a mutable value by public key or an immutable one by hash.
     Get(records::GetArgs),
+    /// Listen on a key pair and report each client handshake.
+    Listen(connect::ListenArgs),
+    /// Perform the connection handshake with a listening key and report it.
+    Handshake(connect::HandshakeArgs),
     /// Start a small DHT on loopback inside this process and show a lookup through it.
     Demo(demo::DemoArgs),
 }
@@ -73,6 +78,8 @@ fn main() -> std::process::ExitCode {
             Command::Lookup(a) => records::lookup(a).await,
             Command::Put(a) => records::put(a).await,
             Command::Get(a) => records::get(a).await,
+            Command::Listen(a) => connect::listen(a).await,
+            Command::Handshake(a) => connect::handshake(a).await,
             Command::Demo(a) => demo::run(a).await,
         }
     });

@@ -46,6 +46,12 @@ pub enum DhtError {
     /// The node itself failed.
     #[error("request failed: {0}")]
     Request(#[from] RequestError),
+    /// No node knows a server with this key.
+    #[error("no relay knows the peer")]
+    PeerNotFound,
+    /// The connection handshake failed.
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] super::handshake::HandshakeError),
 }
 
 /// One storing node's answer to a LOOKUP.

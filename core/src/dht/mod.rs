@@ -6,11 +6,14 @@
 
 mod cache;
 mod client;
+mod connect;
 pub mod connect_messages;
+pub mod handshake;
 pub mod keys;
 pub mod namespaces;
 pub mod records;
 mod router;
+mod server;
 mod storage;
 
 pub use cache::{GenCache, RecordCache};
@@ -18,8 +21,10 @@ pub use client::{
     DhtError, HyperDht, ImmutablePut, LookupResult, LookupStream, MutableGet, MutablePutResult,
     MAX_VALUE_LEN,
 };
+pub use connect::Dialled;
 pub use keys::{hash, peer_target, verify, KeyPair};
 pub use records::{Announce, LookupReply, MutablePut, MutableValue, PeerRecord, PluginRequest};
+pub use server::{FirewallFn, Incoming, Server, RELAYS};
 pub use storage::{Forward, Storage, Stores};
 
 /// hyperdht's command numbers (user commands: the dht-rpc internal flag is clear).

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::connect_messages::{HandshakeMessage, HandshakeMode, HolepunchMessage};
+use super::server::LocalServer;
 use super::storage::Stores;
 use crate::rpc::{IncomingRequest, ReplyOptions, Responder};
 
@@ -36,6 +37,10 @@ pub(crate) fn on_peer_handshake(
         return;
     };
     if hs.noise.is_empty() {
+        return;
+    }
+    if let Some(server) = req.target.and_then(|t| stores.servers.get_mut(&t.0)) {
+        answer_as_server(server, now, req, hs, out);
         return;
     }
     let relay = relay_of(stores, now, req);
@@ -97,6 +102,56 @@ pub(crate) fn on_peer_handshake(
             }
         }
         HandshakeMode::FromSecondRelay | HandshakeMode::Reply => {}
+    }
+}
+
+/// PEER_HANDSHAKE for a server listening on this node: answered directly, or back through
+/// the relay that forwarded it.
+fn answer_as_server(
+    server: &mut LocalServer,
+    now: Instant,
+    req: &IncomingRequest,
+    hs: HandshakeMessage,
+    out: &mut Responder<'_>,
+) {
+    let client = match hs.mode {
+        HandshakeMode::FromClient => req.from,
+        HandshakeMode::FromRelay | HandshakeMode::FromSecondRelay => match hs.peer_address {
+            Some(a) => a,
+            None => return,
+        },
+        HandshakeMode::FromServer | HandshakeMode::Reply => return,
+    };
+    let Some(message2) = server.respond(now, &hs.noise, client) else {
+        return;
+    };
+    let (next, answer) = match hs.mode {
+        HandshakeMode::FromClient => {
+            let reply = HandshakeMessage {
+                mode: HandshakeMode::Reply,
+                noise: message2,
+                peer_address: None,
+                relay_address: None,
+            };
+            if let Ok(v) = reply.encode() {
+                out.reply(req, Some(&v), TO_CLIENT);
+            }
+            return;
+        }
+        HandshakeMode::FromRelay => (req.from, hs.peer_address),
+        _ => match hs.relay_address {
+            Some(r) => (r, hs.peer_address),
+            None => return,
+        },
+    };
+    let back = HandshakeMessage {
+        mode: HandshakeMode::FromServer,
+        noise: message2,
+        peer_address: answer,
+        relay_address: None,
+    };
+    if let Ok(v) = back.encode() {
+        out.relay(req, Some(&v), next);
     }
 }
 

@@ -3,6 +3,7 @@
 //! hash-addressed immutable values. Every write is checked (token, target, signature, seq)
 //! and anything that fails is dropped or refused without being stored.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use super::records::{
     announce_signable, Announce, LookupReply, MutablePut, MutableValue, PeerRecord,
     MAX_LOOKUP_RECORDS, MAX_RELAY_ADDRESSES,
 };
+use super::server::LocalServer;
 use crate::encoding::Reader;
 use crate::rpc::{CommandHandler, IncomingRequest, NodeId, ReplyOptions, Responder};
 
@@ -41,8 +43,8 @@ pub struct Forward {
 }
 
 /// The stores, shared between the node's request handler and its owner.
-#[derive(Debug)]
 pub struct Stores {
+    pub(crate) servers: HashMap<[u8; 32], LocalServer>,
     records: RecordCache,
     forwards: GenCache<[u8; 32], Forward>,
     bumps: GenCache<[u8; 32], u64>,
@@ -58,9 +60,18 @@ struct Refresh {
     announce_self: bool,
 }
 
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores")
+            .field("servers", &self.servers.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for Stores {
     fn default() -> Self {
         Stores {
+            servers: HashMap::new(),
             records: RecordCache::new(MAX_ENTRIES, RECORD_MAX_AGE),
             forwards: GenCache::new(MAX_ENTRIES, RECORD_MAX_AGE),
             bumps: GenCache::new(MAX_ENTRIES, RECORD_MAX_AGE),

@@ -126,6 +126,13 @@ pub static ALL: &[Scenario] = &[
         needs_cli: true,
         run: relay::js_through_rs,
     },
+    Scenario {
+        name: "handshake-both-ways",
+        description: "mixed network: a Rust client completes the Noise IK handshake with a JS server through relays, and a JS client's handshake reaches a Rust server, which decrypts it and answers",
+        timeout: Duration::from_secs(120),
+        needs_cli: true,
+        run: relay::handshake_both_ways,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Scenario> {

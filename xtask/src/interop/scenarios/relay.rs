@@ -67,3 +67,89 @@ pub fn js_through_rs(ctx: &mut Ctx) -> Result<(), String> {
     procs.push(&mut server);
     stop_all(procs)
 }
+
+/// Seeds for the handshake scenarios' servers.
+const RS_SERVER_SEED: &str = "0404040404040404040404040404040404040404040404040404040404040404";
+const JS_SERVER_SEED: &str = "0505050505050505050505050505050505050505050505050505050505050505";
+
+/// `handshake-both-ways`: on a mixed network, a Rust client completes the Noise handshake
+/// with a JS server, and a JS client's handshake reaches a Rust server, which decrypts it
+/// and answers (the JS client then needs a UDX stream, which the Rust side lacks so far).
+pub fn handshake_both_ways(ctx: &mut Ctx) -> Result<(), String> {
+    let mut js_net = super::start_js_testnet(ctx, "js-testnet", 10, None)?;
+    let boot = js_net.bootstrap.join(",");
+    let mut rust = super::start_rust_nodes(ctx, &boot, 1..=10)?;
+    await_rust_persistence(ctx, &mut rust, ctx.within(Duration::from_secs(60)))?;
+
+    // Rust client -> JS server.
+    let mut js_server = ctx.js(
+        "js-server",
+        "js-connect.js",
+        &strings(&["server", "--bootstrap", &boot, "--seed", JS_SERVER_SEED]),
+    )?;
+    let listening = js_server.wait_event("listening", ctx.within(Duration::from_secs(45)))?;
+    let js_key = listening["public_key"]
+        .as_str()
+        .ok_or("no public_key")?
+        .to_string();
+    let mut rs_client = ctx.rs(
+        "rs-handshake",
+        &strings(&["handshake", "--json", "--bootstrap", &boot, &js_key]),
+    )?;
+    let events = rs_client.finish(ctx.within(Duration::from_secs(45)))?;
+    let hs = events
+        .iter()
+        .find(|e| e["event"] == "handshake")
+        .ok_or("Rust client printed no handshake")?;
+    if hs["remote_public_key"] != js_key.as_str() || !hs["udx_id"].is_u64() {
+        return Err(format!("Rust -> JS handshake reported {hs}"));
+    }
+    ctx.say("Rust client completed the handshake with the JS server");
+
+    // JS client -> Rust server.
+    let mut rs_server = ctx.rs(
+        "rs-listen",
+        &strings(&[
+            "listen",
+            "--json",
+            "--bootstrap",
+            &boot,
+            "--seed",
+            RS_SERVER_SEED,
+        ]),
+    )?;
+    let listening = rs_server.wait_event("listening", ctx.within(Duration::from_secs(45)))?;
+    let rs_key = listening["public_key"]
+        .as_str()
+        .ok_or("no public_key")?
+        .to_string();
+    let relays = listening["relays"].as_array().map_or(0, Vec::len);
+    if relays == 0 {
+        return Err("the Rust server has no relays".into());
+    }
+    let mut js_client = ctx.js(
+        "js-client",
+        "js-connect.js",
+        &strings(&[
+            "client",
+            "--bootstrap",
+            &boot,
+            "--key",
+            &rs_key,
+            "--timeout",
+            "30",
+        ]),
+    )?;
+    let hs = rs_server.wait_event("handshake", ctx.within(Duration::from_secs(45)))?;
+    if !hs["udx_id"].is_u64() || hs["remote_public_key"].as_str().map_or(0, str::len) != 64 {
+        return Err(format!("Rust server reported {hs}"));
+    }
+    ctx.say("JS client's handshake reached the Rust server through the relays");
+    // The JS client cannot finish (no UDX stream on our side yet): stop it.
+    js_client.kill();
+    let mut procs: Vec<_> = rust.iter_mut().map(|n| &mut n.proc).collect();
+    procs.push(&mut js_server);
+    procs.push(&mut rs_server);
+    procs.push(&mut js_net.proc);
+    stop_all(procs)
+}
