@@ -9,6 +9,7 @@
 
 mod congestion;
 pub mod packet;
+mod rack;
 mod rtt;
 mod stream;
 

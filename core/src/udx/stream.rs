@@ -15,6 +15,7 @@ use super::congestion::{Congestion, MAX_CWND};
 use super::packet::{
     self, Header, Packet, SackBlock, DATA, DESTROY, END, HEARTBEAT, MAX_SACKS, MESSAGE,
 };
+use super::rack::{self, Rack};
 use super::rtt::Rtt;
 
 /// Payload bytes per packet at libudx's fixed 1200-byte MTU over IPv4 (1200 − 20 IP − 8 UDP
@@ -142,6 +143,12 @@ pub struct Stats {
     pub duplicates: u64,
     /// SACK blocks that failed validation.
     pub invalid_sacks: u64,
+    /// Loss marks shown wrong: the packet was acknowledged before its retransmission left, or
+    /// so soon after that the acknowledgement must have been for the original. Each one
+    /// widens RACK's reordering window (at most once per round trip).
+    pub spurious: u64,
+    /// Tail-loss probes sent (RFC 8985 §7).
+    pub tlp_probes: u64,
 }
 
 /// A packet we sent that is not yet cumulatively acknowledged.
@@ -202,12 +209,18 @@ pub struct Stream {
     send_wl2: u32,
     rtt: Rtt,
     cc: Congestion,
-    /// RACK: (send time, seq) of the most recently sent packet known delivered, and its RTT.
-    rack: Option<(Instant, u64)>,
-    rack_rtt: Duration,
+    rack: Rack,
+    /// Entries of `outgoing` acknowledged by SACK.
+    sacked: usize,
     rto_at: Option<Instant>,
     reorder_at: Option<Instant>,
     probe_at: Option<Instant>,
+    /// Tail-loss probe timer.
+    tlp_at: Option<Instant>,
+    /// While a probe is unanswered, its seq: no second probe until it is cumulatively acked.
+    tlp_end: Option<u64>,
+    /// The next data packet is a probe and may ignore the congestion window and pacing.
+    probe_due: bool,
 
     // Receive side.
     ack: u64,
@@ -257,11 +270,14 @@ impl Stream {
             send_wl2: config.initial_seq,
             rtt: Rtt::new(),
             cc: Congestion::new(),
-            rack: None,
-            rack_rtt: Duration::ZERO,
+            rack: Rack::new(),
+            sacked: 0,
             rto_at: None,
             reorder_at: None,
             probe_at: None,
+            tlp_at: None,
+            tlp_end: None,
+            probe_due: false,
             ack,
             recv_buf: VecDeque::new(),
             ooo: BTreeMap::new(),
@@ -437,7 +453,7 @@ impl Stream {
         if self.closed.is_some() {
             return None;
         }
-        let mut t = [self.rto_at, self.reorder_at, self.probe_at]
+        let mut t = [self.rto_at, self.reorder_at, self.probe_at, self.tlp_at]
             .into_iter()
             .flatten()
             .min();
@@ -463,6 +479,9 @@ impl Stream {
         if self.reorder_at.is_some_and(|t| t <= now) {
             self.reorder_at = None;
             self.detect_loss(now);
+        }
+        if self.tlp_at.is_some_and(|t| t <= now) {
+            self.on_tlp(now);
         }
         if self.probe_at.is_some_and(|t| t <= now) {
             // Zero-window probe: keep asking until the window opens.
@@ -709,7 +728,9 @@ impl Stream {
         if self.closed.is_some() {
             return None;
         }
-        if self.cc.pace_at().is_some_and(|t| t > now) || !self.data_ready() {
+        // A tail-loss probe goes out whatever the window and pacer say.
+        let probe = std::mem::take(&mut self.probe_due);
+        if !probe && (self.cc.pace_at().is_some_and(|t| t > now) || !self.data_ready()) {
             return None;
         }
         while let Some(seq) = self.retransmit.pop_front() {
@@ -735,7 +756,7 @@ impl Stream {
             h.seq = seq as u32;
             return Some(self.sent_data(now, h, &payload));
         }
-        if self.inflight >= self.send_window() || self.outgoing.len() >= MAX_OUTSTANDING {
+        if !probe && self.inflight >= self.send_window() || self.outgoing.len() >= MAX_OUTSTANDING {
             return None;
         }
         let (flags, payload) = if !self.send_buf.is_empty() {
@@ -765,6 +786,9 @@ impl Stream {
         });
         self.next_seq += 1;
         self.inflight += 1;
+        if !probe {
+            self.arm_tlp(now);
+        }
         Some(bytes)
     }
 
@@ -817,10 +841,16 @@ impl Stream {
                 };
                 let seq = self.remote_acked;
                 self.remote_acked += 1;
-                if !s.delivered {
+                if s.delivered {
+                    self.sacked -= 1;
+                } else {
                     delivered += 1;
                     self.on_delivered(now, seq, &s);
                 }
+            }
+            self.rack.on_cumulative_ack(self.remote_acked);
+            if self.tlp_end.is_some_and(|e| self.remote_acked > e) {
+                self.tlp_end = None;
             }
         }
 
@@ -839,12 +869,13 @@ impl Stream {
                     continue;
                 }
                 s.delivered = true;
+                self.sacked += 1;
                 let (sent_at, transmits, lost) = (s.sent_at, s.transmits, s.lost);
                 if !lost {
                     self.inflight -= 1;
                 }
                 delivered += 1;
-                self.sample(now, seq, sent_at, transmits);
+                self.sample(now, seq, sent_at, transmits, lost);
             }
         }
 
@@ -852,13 +883,16 @@ impl Stream {
             return;
         }
         self.cc.on_delivered(delivered, self.remote_acked);
-        let all_acked = self.outgoing.iter().all(|s| s.delivered);
+        let all_acked = self.sacked == self.outgoing.len();
         self.rto_at = if all_acked {
             None
         } else {
             Some(now + self.rtt.rto())
         };
         self.detect_loss(now);
+        if ack_rel > 0 {
+            self.arm_tlp(now);
+        }
         self.update_probe(now);
     }
 
@@ -866,31 +900,35 @@ impl Stream {
         if !s.lost {
             self.inflight -= 1;
         }
-        self.sample(now, seq, s.sent_at, s.transmits);
+        self.sample(now, seq, s.sent_at, s.transmits, s.lost);
     }
 
-    /// RTT sample (Karn: first transmissions only) and RACK's most recent delivery.
-    fn sample(&mut self, now: Instant, seq: u64, sent_at: Instant, transmits: u32) {
+    /// RTT sample (Karn: first transmissions only), RACK's most recent delivery, and
+    /// spurious-loss evidence. `lost`: the packet is marked lost and waits to be resent.
+    fn sample(&mut self, now: Instant, seq: u64, sent_at: Instant, transmits: u32, lost: bool) {
         let rtt = now.saturating_duration_since(sent_at);
+        let too_soon = transmits > 1 && self.rtt.min().is_some_and(|m| rtt < m);
+        if lost || too_soon {
+            // The original arrived after all: our reordering window was too tight.
+            self.stats.spurious += 1;
+            self.rack.on_spurious(self.remote_acked, self.next_seq);
+        }
         if transmits == 1 {
             self.rtt.sample(rtt);
-        } else if self.rtt.min().is_some_and(|m| rtt < m) {
-            // Probably the ack of an earlier transmission: not evidence about this one.
+        } else if too_soon {
+            // The ack of an earlier transmission: not evidence about this one.
             return;
         }
-        if self.rack.is_none_or(|r| (sent_at, seq) > r) {
-            self.rack = Some((sent_at, seq));
-            self.rack_rtt = rtt;
-        }
+        self.rack.on_delivered(sent_at, seq, rtt);
     }
 
     /// RACK (RFC 8985 §6.2): a packet sent before the most recently delivered one is lost
     /// once a reordering window has passed beyond its expected delivery.
     fn detect_loss(&mut self, now: Instant) {
-        let Some(rack) = self.rack else {
+        let Some(rack) = self.rack.latest() else {
             return;
         };
-        let reo = self.rtt.reorder_window();
+        let reo = self.rack.reorder_window(&self.rtt);
         let mut lost_any = false;
         let mut wake: Option<Instant> = None;
         for i in 0..self.outgoing.len() {
@@ -906,7 +944,7 @@ impl Stream {
                 }
                 continue;
             }
-            let deadline = s.sent_at + self.rack_rtt + reo;
+            let deadline = s.sent_at + self.rack.rtt() + reo;
             if deadline <= now {
                 s.lost = true;
                 self.inflight -= 1;
@@ -919,24 +957,78 @@ impl Stream {
         }
         self.reorder_at = wake;
         if lost_any {
+            self.rack.on_loss(self.next_seq);
             self.cc.on_loss(self.next_seq);
+            // Recovery is under way; RACK and the RTO take it from here.
+            self.tlp_at = None;
         }
+    }
+
+    /// (Re)schedules the tail-loss probe (RFC 8985 §7.2): only with data in flight, outside
+    /// loss recovery, with no holes already reported (RACK covers those), and never later
+    /// than the RTO.
+    fn arm_tlp(&mut self, now: Instant) {
+        let outstanding = self.outgoing.len() - self.sacked;
+        if outstanding == 0
+            || self.sacked > 0
+            || self.rack.in_recovery()
+            || self.tlp_end.is_some()
+            || !self.retransmit.is_empty()
+        {
+            self.tlp_at = None;
+            return;
+        }
+        let mut at = now + rack::probe_timeout(self.rtt.srtt(), outstanding == 1);
+        if let Some(rto) = self.rto_at {
+            at = at.min(rto);
+        }
+        self.tlp_at = Some(at);
+    }
+
+    /// The probe timer fired (RFC 8985 §7.3): send one new packet if there is one, else
+    /// resend the highest outstanding one, so that its ACK (or SACK) lets RACK find the
+    /// losses at the tail instead of waiting for the RTO.
+    fn on_tlp(&mut self, now: Instant) {
+        self.tlp_at = None;
+        if self.sacked == self.outgoing.len() || self.tlp_end.is_some() {
+            return;
+        }
+        let unsent = !self.send_buf.is_empty() || (self.end_queued && !self.end_sent);
+        if unsent && self.outgoing.len() < MAX_OUTSTANDING {
+            self.tlp_end = Some(self.next_seq);
+        } else {
+            let i = self.outgoing.len() - 1;
+            let s = &mut self.outgoing[i];
+            if s.delivered || s.lost {
+                return;
+            }
+            s.lost = true;
+            self.inflight -= 1;
+            let seq = self.remote_acked + i as u64;
+            self.retransmit.push_back(seq);
+            self.tlp_end = Some(seq);
+        }
+        self.probe_due = true;
+        self.stats.tlp_probes += 1;
+        self.rto_at = Some(now + self.rtt.rto());
     }
 
     fn on_rto(&mut self, now: Instant) {
         self.rto_at = None;
-        if self.outgoing.iter().all(|s| s.delivered) {
+        if self.sacked == self.outgoing.len() {
             return;
         }
         self.stats.rto_expiries += 1;
-        let reo = self.rtt.reorder_window();
+        self.tlp_at = None;
+        self.tlp_end = None;
+        let reo = self.rack.reorder_window(&self.rtt);
         for i in 0..self.outgoing.len() {
             let seq = self.remote_acked + i as u64;
             let s = &mut self.outgoing[i];
             if s.delivered || s.lost {
                 continue;
             }
-            let overdue = s.sent_at + self.rack_rtt + reo <= now;
+            let overdue = s.sent_at + self.rack.rtt() + reo <= now;
             if i == 0 || overdue {
                 if s.rto_timeouts >= MAX_RTO_TIMEOUTS {
                     self.close(CloseReason::TimedOut);
@@ -948,6 +1040,7 @@ impl Stream {
                 self.retransmit.push_back(seq);
             }
         }
+        self.rack.on_loss(self.next_seq);
         self.cc.on_rto(self.next_seq);
         // libudx re-arms at twice the RTO without doubling the RTO itself.
         self.rto_at = Some(now + self.rtt.rto() * 2);
@@ -967,7 +1060,10 @@ impl Stream {
         self.rto_at = None;
         self.reorder_at = None;
         self.probe_at = None;
+        self.tlp_at = None;
+        self.probe_due = false;
         self.outgoing.clear();
+        self.sacked = 0;
         self.retransmit.clear();
         self.send_buf.clear();
         self.ooo.clear();
