@@ -7,9 +7,11 @@
 //! [`Stream::poll_event`]. A socket driver multiplexes many streams on one UDP socket by
 //! routing each datagram with [`packet::is_udx`] and [`packet::stream_id`].
 
-mod congestion;
+mod bbr;
+mod pacer;
 pub mod packet;
 mod rack;
+mod rate;
 mod rtt;
 mod stream;
 

@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use super::congestion::{Congestion, MAX_CWND};
+use super::bbr::{AckInfo, Bbr, MAX_CWND};
+use super::pacer::Pacer;
 use super::packet::{
     self, Header, Packet, SackBlock, DATA, DESTROY, END, HEARTBEAT, MAX_SACKS, MESSAGE,
 };
 use super::rack::{self, Rack};
+use super::rate::{Rate, TxState};
 use super::rtt::Rtt;
 
 /// Payload bytes per packet at libudx's fixed 1200-byte MTU over IPv4 (1200 − 20 IP − 8 UDP
@@ -161,6 +163,8 @@ struct Sent {
     rto_timeouts: u32,
     /// Acknowledged by a SACK block (cumulative acks remove the entry).
     delivered: bool,
+    /// Delivery-rate state at the latest transmission.
+    tx: TxState,
     /// Waiting in the retransmit queue, so not counted in flight.
     lost: bool,
 }
@@ -208,7 +212,11 @@ pub struct Stream {
     send_wl1: u32,
     send_wl2: u32,
     rtt: Rtt,
-    cc: Congestion,
+    cc: Bbr,
+    pacer: Pacer,
+    rate: Rate,
+    /// RTT of the newest trustworthy delivery in the ACK being processed.
+    ack_rtt: Option<Duration>,
     rack: Rack,
     /// Entries of `outgoing` acknowledged by SACK.
     sacked: usize,
@@ -269,7 +277,10 @@ impl Stream {
             send_wl1: config.initial_remote_seq,
             send_wl2: config.initial_seq,
             rtt: Rtt::new(),
-            cc: Congestion::new(),
+            cc: Bbr::new(config.max_payload),
+            pacer: Pacer::default(),
+            rate: Rate::new(),
+            ack_rtt: None,
             rack: Rack::new(),
             sacked: 0,
             rto_at: None,
@@ -325,6 +336,11 @@ impl Stream {
     /// Current congestion window, in packets.
     pub fn cwnd(&self) -> u32 {
         self.cc.cwnd()
+    }
+
+    /// BBR's bottleneck-bandwidth estimate, in payload bytes per second (0 before samples).
+    pub fn bandwidth(&self) -> u64 {
+        self.cc.bandwidth() as u64
     }
 
     /// Smoothed round-trip time, once measured.
@@ -457,7 +473,7 @@ impl Stream {
             .into_iter()
             .flatten()
             .min();
-        if let Some(pace) = self.cc.pace_at() {
+        if let Some(pace) = self.pacer.next() {
             if self.data_ready() {
                 t = Some(t.map_or(pace, |x| x.min(pace)));
             }
@@ -691,6 +707,15 @@ impl Stream {
         self.cc.cwnd().min(rwnd.min(u32::MAX as usize) as u32)
     }
 
+    /// Whether a new (never sent) packet may leave. Besides the windows on packets in flight,
+    /// the whole span from the cumulative ack to the new packet must fit the peer's window:
+    /// SACKed and lost packets still occupy its buffer (or will, once resent), and a receiver
+    /// drops what does not fit.
+    fn new_data_allowed(&self) -> bool {
+        let rwnd = self.send_rwnd as usize / self.config.max_payload.max(1);
+        self.inflight < self.send_window() && self.outgoing.len() < rwnd.min(MAX_OUTSTANDING)
+    }
+
     fn data_ready(&self) -> bool {
         if self.inflight >= self.cc.cwnd() {
             return false;
@@ -699,7 +724,7 @@ impl Stream {
             return true;
         }
         let unsent = !self.send_buf.is_empty() || (self.end_queued && !self.end_sent);
-        unsent && self.inflight < self.send_window() && self.outgoing.len() < MAX_OUTSTANDING
+        unsent && self.new_data_allowed()
     }
 
     fn next_packet(&mut self, now: Instant, remote_id: u32) -> Option<Vec<u8>> {
@@ -730,7 +755,7 @@ impl Stream {
         }
         // A tail-loss probe goes out whatever the window and pacer say.
         let probe = std::mem::take(&mut self.probe_due);
-        if !probe && (self.cc.pace_at().is_some_and(|t| t > now) || !self.data_ready()) {
+        if !probe && (self.pacer.next().is_some_and(|t| t > now) || !self.data_ready()) {
             return None;
         }
         while let Some(seq) = self.retransmit.pop_front() {
@@ -749,6 +774,7 @@ impl Stream {
             s.lost = false;
             s.transmits += 1;
             s.sent_at = now;
+            s.tx = self.rate.on_send(now, self.inflight == 0);
             self.inflight += 1;
             self.stats.retransmits += 1;
             // Retransmissions carry the current ack and window (libudx a9af5de).
@@ -756,7 +782,7 @@ impl Stream {
             h.seq = seq as u32;
             return Some(self.sent_data(now, h, &payload));
         }
-        if !probe && self.inflight >= self.send_window() || self.outgoing.len() >= MAX_OUTSTANDING {
+        if !probe && !self.new_data_allowed() || self.outgoing.len() >= MAX_OUTSTANDING {
             return None;
         }
         let (flags, payload) = if !self.send_buf.is_empty() {
@@ -771,11 +797,21 @@ impl Stream {
             self.end_sent = true;
             (END, Vec::new())
         } else {
+            if self.inflight < self.cc.cwnd() && self.retransmit.is_empty() {
+                // Nothing to send and room to send it: bandwidth samples taken now say
+                // more about the application than about the path.
+                self.rate.on_app_limited(self.inflight);
+            }
             return None;
         };
+        if self.inflight == 0 {
+            self.cc.on_transmit_start(now, self.rate.is_app_limited());
+        }
+        let tx = self.rate.on_send(now, self.inflight == 0);
         let h = self.header(remote_id, flags);
         let bytes = self.sent_data(now, h, &payload);
         self.outgoing.push_back(Sent {
+            tx,
             flags,
             payload,
             sent_at: now,
@@ -794,7 +830,9 @@ impl Stream {
 
     /// Bookkeeping shared by first transmissions and retransmissions.
     fn sent_data(&mut self, now: Instant, h: Header, payload: &[u8]) -> Vec<u8> {
-        self.cc.on_sent(now, payload.len().max(1), self.rtt.srtt());
+        // Pace by what goes on the wire, header included.
+        let wire = payload.len() + packet::HEADER_LEN;
+        self.pacer.on_sent(now, wire, self.cc.pacing_rate());
         if self.rto_at.is_none() {
             self.rto_at = Some(now + self.rtt.rto());
         }
@@ -834,6 +872,7 @@ impl Stream {
         }
 
         let mut delivered = 0u32;
+        self.ack_rtt = None;
         if ack_rel > 0 {
             for _ in 0..ack_rel {
                 let Some(s) = self.outgoing.pop_front() else {
@@ -870,26 +909,38 @@ impl Stream {
                 }
                 s.delivered = true;
                 self.sacked += 1;
-                let (sent_at, transmits, lost) = (s.sent_at, s.transmits, s.lost);
+                let (sent_at, transmits, lost, tx) = (s.sent_at, s.transmits, s.lost, s.tx);
                 if !lost {
                     self.inflight -= 1;
                 }
                 delivered += 1;
-                self.sample(now, seq, sent_at, transmits, lost);
+                self.sample(now, seq, sent_at, transmits, lost, &tx);
             }
         }
 
         if delivered == 0 {
             return;
         }
-        self.cc.on_delivered(delivered, self.remote_acked);
         let all_acked = self.sacked == self.outgoing.len();
         self.rto_at = if all_acked {
             None
         } else {
             Some(now + self.rtt.rto())
         };
-        self.detect_loss(now);
+        let losses = self.detect_loss(now);
+        let info = AckInfo {
+            now,
+            acked: delivered,
+            losses,
+            sample: self.rate.finish_ack(now, self.rtt.min()),
+            rtt: self.ack_rtt,
+            delivered: self.rate.delivered(),
+            inflight: self.inflight,
+            in_recovery: self.rack.in_recovery(),
+        };
+        if self.cc.on_ack(&info, self.rtt.srtt()) {
+            self.rate.on_app_limited(self.inflight);
+        }
         if ack_rel > 0 {
             self.arm_tlp(now);
         }
@@ -900,12 +951,21 @@ impl Stream {
         if !s.lost {
             self.inflight -= 1;
         }
-        self.sample(now, seq, s.sent_at, s.transmits, s.lost);
+        self.sample(now, seq, s.sent_at, s.transmits, s.lost, &s.tx);
     }
 
     /// RTT sample (Karn: first transmissions only), RACK's most recent delivery, and
     /// spurious-loss evidence. `lost`: the packet is marked lost and waits to be resent.
-    fn sample(&mut self, now: Instant, seq: u64, sent_at: Instant, transmits: u32, lost: bool) {
+    fn sample(
+        &mut self,
+        now: Instant,
+        seq: u64,
+        sent_at: Instant,
+        transmits: u32,
+        lost: bool,
+        tx: &TxState,
+    ) {
+        self.rate.on_delivered(tx, sent_at, seq);
         let rtt = now.saturating_duration_since(sent_at);
         let too_soon = transmits > 1 && self.rtt.min().is_some_and(|m| rtt < m);
         if lost || too_soon {
@@ -920,16 +980,18 @@ impl Stream {
             return;
         }
         self.rack.on_delivered(sent_at, seq, rtt);
+        self.ack_rtt = Some(rtt);
     }
 
     /// RACK (RFC 8985 §6.2): a packet sent before the most recently delivered one is lost
     /// once a reordering window has passed beyond its expected delivery.
-    fn detect_loss(&mut self, now: Instant) {
+    /// Returns how many packets it newly marked lost.
+    fn detect_loss(&mut self, now: Instant) -> u32 {
         let Some(rack) = self.rack.latest() else {
-            return;
+            return 0;
         };
         let reo = self.rack.reorder_window(&self.rtt);
-        let mut lost_any = false;
+        let mut lost = 0u32;
         let mut wake: Option<Instant> = None;
         for i in 0..self.outgoing.len() {
             let seq = self.remote_acked + i as u64;
@@ -950,18 +1012,18 @@ impl Stream {
                 self.inflight -= 1;
                 self.retransmit.push_back(seq);
                 self.stats.fast_lost += 1;
-                lost_any = true;
+                lost += 1;
             } else {
                 wake = Some(wake.map_or(deadline, |w| w.min(deadline)));
             }
         }
         self.reorder_at = wake;
-        if lost_any {
+        if lost > 0 {
             self.rack.on_loss(self.next_seq);
-            self.cc.on_loss(self.next_seq);
             // Recovery is under way; RACK and the RTO take it from here.
             self.tlp_at = None;
         }
+        lost
     }
 
     /// (Re)schedules the tail-loss probe (RFC 8985 §7.2): only with data in flight, outside
@@ -1041,7 +1103,7 @@ impl Stream {
             }
         }
         self.rack.on_loss(self.next_seq);
-        self.cc.on_rto(self.next_seq);
+        self.cc.on_rto(self.inflight);
         // libudx re-arms at twice the RTO without doubling the RTO itself.
         self.rto_at = Some(now + self.rtt.rto() * 2);
     }
