@@ -373,6 +373,11 @@ impl Stream {
         self.outgoing.len()
     }
 
+    /// True once [`Stream::end`] was called: no more writes are accepted.
+    pub fn is_write_ended(&self) -> bool {
+        self.end_queued
+    }
+
     /// True once the peer's END was delivered and every byte before it was read.
     pub fn is_read_finished(&self) -> bool {
         self.remote_ended && self.recv_buf.is_empty()
