@@ -220,7 +220,7 @@ fn run_with(
     let total = (a_to_b + b_to_a) as f64;
     let stats = [apps[0].stream.stats(), apps[1].stream.stats()];
     println!(
-        "{name}: {:.1} MiB in {:.2} s virtual = {:.2} MiB/s; retransmits {}+{}, rto {}+{}, fast {}+{}",
+        "{name}: {:.1} MiB in {:.2} s virtual = {:.2} MiB/s; retransmits {}+{}, rto {}+{}, fast {}+{}, spurious {}+{}, tlp {}+{}",
         total / MIB as f64,
         elapsed.as_secs_f64(),
         total / MIB as f64 / elapsed.as_secs_f64(),
@@ -230,6 +230,10 @@ fn run_with(
         stats[1].rto_expiries,
         stats[0].fast_lost,
         stats[1].fast_lost,
+        stats[0].spurious,
+        stats[1].spurious,
+        stats[0].tlp_probes,
+        stats[1].tlp_probes,
     );
     Report { elapsed, stats }
 }

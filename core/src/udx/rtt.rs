@@ -72,14 +72,6 @@ impl Rtt {
     pub(crate) fn min(&self) -> Option<Duration> {
         self.min
     }
-
-    /// RACK's reordering window: min(minRTT/4, SRTT); zero before any sample.
-    pub(crate) fn reorder_window(&self) -> Duration {
-        match (self.min, self.srtt) {
-            (Some(m), Some(s)) => (m / 4).min(s),
-            _ => Duration::ZERO,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -11,10 +11,13 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use super::congestion::{Congestion, MAX_CWND};
+use super::bbr::{AckInfo, Bbr, MAX_CWND};
+use super::pacer::Pacer;
 use super::packet::{
     self, Header, Packet, SackBlock, DATA, DESTROY, END, HEARTBEAT, MAX_SACKS, MESSAGE,
 };
+use super::rack::{self, Rack};
+use super::rate::{Rate, TxState};
 use super::rtt::Rtt;
 
 /// Payload bytes per packet at libudx's fixed 1200-byte MTU over IPv4 (1200 − 20 IP − 8 UDP
@@ -142,6 +145,12 @@ pub struct Stats {
     pub duplicates: u64,
     /// SACK blocks that failed validation.
     pub invalid_sacks: u64,
+    /// Loss marks shown wrong: the packet was acknowledged before its retransmission left, or
+    /// so soon after that the acknowledgement must have been for the original. Each one
+    /// widens RACK's reordering window (at most once per round trip).
+    pub spurious: u64,
+    /// Tail-loss probes sent (RFC 8985 §7).
+    pub tlp_probes: u64,
 }
 
 /// A packet we sent that is not yet cumulatively acknowledged.
@@ -154,6 +163,8 @@ struct Sent {
     rto_timeouts: u32,
     /// Acknowledged by a SACK block (cumulative acks remove the entry).
     delivered: bool,
+    /// Delivery-rate state at the latest transmission.
+    tx: TxState,
     /// Waiting in the retransmit queue, so not counted in flight.
     lost: bool,
 }
@@ -201,13 +212,23 @@ pub struct Stream {
     send_wl1: u32,
     send_wl2: u32,
     rtt: Rtt,
-    cc: Congestion,
-    /// RACK: (send time, seq) of the most recently sent packet known delivered, and its RTT.
-    rack: Option<(Instant, u64)>,
-    rack_rtt: Duration,
+    cc: Bbr,
+    pacer: Pacer,
+    rate: Rate,
+    /// RTT of the newest trustworthy delivery in the ACK being processed.
+    ack_rtt: Option<Duration>,
+    rack: Rack,
+    /// Entries of `outgoing` acknowledged by SACK.
+    sacked: usize,
     rto_at: Option<Instant>,
     reorder_at: Option<Instant>,
     probe_at: Option<Instant>,
+    /// Tail-loss probe timer.
+    tlp_at: Option<Instant>,
+    /// While a probe is unanswered, its seq: no second probe until it is cumulatively acked.
+    tlp_end: Option<u64>,
+    /// The next data packet is a probe and may ignore the congestion window and pacing.
+    probe_due: bool,
 
     // Receive side.
     ack: u64,
@@ -256,12 +277,18 @@ impl Stream {
             send_wl1: config.initial_remote_seq,
             send_wl2: config.initial_seq,
             rtt: Rtt::new(),
-            cc: Congestion::new(),
-            rack: None,
-            rack_rtt: Duration::ZERO,
+            cc: Bbr::new(config.max_payload),
+            pacer: Pacer::default(),
+            rate: Rate::new(),
+            ack_rtt: None,
+            rack: Rack::new(),
+            sacked: 0,
             rto_at: None,
             reorder_at: None,
             probe_at: None,
+            tlp_at: None,
+            tlp_end: None,
+            probe_due: false,
             ack,
             recv_buf: VecDeque::new(),
             ooo: BTreeMap::new(),
@@ -311,6 +338,11 @@ impl Stream {
         self.cc.cwnd()
     }
 
+    /// BBR's bottleneck-bandwidth estimate, in payload bytes per second (0 before samples).
+    pub fn bandwidth(&self) -> u64 {
+        self.cc.bandwidth() as u64
+    }
+
     /// Smoothed round-trip time, once measured.
     pub fn srtt(&self) -> Option<Duration> {
         self.rtt.srtt()
@@ -339,6 +371,11 @@ impl Stream {
     /// Packets sent and not yet cumulatively acknowledged.
     pub fn outstanding(&self) -> usize {
         self.outgoing.len()
+    }
+
+    /// True once [`Stream::end`] was called: no more writes are accepted.
+    pub fn is_write_ended(&self) -> bool {
+        self.end_queued
     }
 
     /// True once the peer's END was delivered and every byte before it was read.
@@ -437,11 +474,11 @@ impl Stream {
         if self.closed.is_some() {
             return None;
         }
-        let mut t = [self.rto_at, self.reorder_at, self.probe_at]
+        let mut t = [self.rto_at, self.reorder_at, self.probe_at, self.tlp_at]
             .into_iter()
             .flatten()
             .min();
-        if let Some(pace) = self.cc.pace_at() {
+        if let Some(pace) = self.pacer.next() {
             if self.data_ready() {
                 t = Some(t.map_or(pace, |x| x.min(pace)));
             }
@@ -463,6 +500,9 @@ impl Stream {
         if self.reorder_at.is_some_and(|t| t <= now) {
             self.reorder_at = None;
             self.detect_loss(now);
+        }
+        if self.tlp_at.is_some_and(|t| t <= now) {
+            self.on_tlp(now);
         }
         if self.probe_at.is_some_and(|t| t <= now) {
             // Zero-window probe: keep asking until the window opens.
@@ -672,6 +712,15 @@ impl Stream {
         self.cc.cwnd().min(rwnd.min(u32::MAX as usize) as u32)
     }
 
+    /// Whether a new (never sent) packet may leave. Besides the windows on packets in flight,
+    /// the whole span from the cumulative ack to the new packet must fit the peer's window:
+    /// SACKed and lost packets still occupy its buffer (or will, once resent), and a receiver
+    /// drops what does not fit.
+    fn new_data_allowed(&self) -> bool {
+        let rwnd = self.send_rwnd as usize / self.config.max_payload.max(1);
+        self.inflight < self.send_window() && self.outgoing.len() < rwnd.min(MAX_OUTSTANDING)
+    }
+
     fn data_ready(&self) -> bool {
         if self.inflight >= self.cc.cwnd() {
             return false;
@@ -680,7 +729,7 @@ impl Stream {
             return true;
         }
         let unsent = !self.send_buf.is_empty() || (self.end_queued && !self.end_sent);
-        unsent && self.inflight < self.send_window() && self.outgoing.len() < MAX_OUTSTANDING
+        unsent && self.new_data_allowed()
     }
 
     fn next_packet(&mut self, now: Instant, remote_id: u32) -> Option<Vec<u8>> {
@@ -709,7 +758,9 @@ impl Stream {
         if self.closed.is_some() {
             return None;
         }
-        if self.cc.pace_at().is_some_and(|t| t > now) || !self.data_ready() {
+        // A tail-loss probe goes out whatever the window and pacer say.
+        let probe = std::mem::take(&mut self.probe_due);
+        if !probe && (self.pacer.next().is_some_and(|t| t > now) || !self.data_ready()) {
             return None;
         }
         while let Some(seq) = self.retransmit.pop_front() {
@@ -728,6 +779,7 @@ impl Stream {
             s.lost = false;
             s.transmits += 1;
             s.sent_at = now;
+            s.tx = self.rate.on_send(now, self.inflight == 0);
             self.inflight += 1;
             self.stats.retransmits += 1;
             // Retransmissions carry the current ack and window (libudx a9af5de).
@@ -735,7 +787,7 @@ impl Stream {
             h.seq = seq as u32;
             return Some(self.sent_data(now, h, &payload));
         }
-        if self.inflight >= self.send_window() || self.outgoing.len() >= MAX_OUTSTANDING {
+        if !probe && !self.new_data_allowed() || self.outgoing.len() >= MAX_OUTSTANDING {
             return None;
         }
         let (flags, payload) = if !self.send_buf.is_empty() {
@@ -750,11 +802,21 @@ impl Stream {
             self.end_sent = true;
             (END, Vec::new())
         } else {
+            if self.inflight < self.cc.cwnd() && self.retransmit.is_empty() {
+                // Nothing to send and room to send it: bandwidth samples taken now say
+                // more about the application than about the path.
+                self.rate.on_app_limited(self.inflight);
+            }
             return None;
         };
+        if self.inflight == 0 {
+            self.cc.on_transmit_start(now, self.rate.is_app_limited());
+        }
+        let tx = self.rate.on_send(now, self.inflight == 0);
         let h = self.header(remote_id, flags);
         let bytes = self.sent_data(now, h, &payload);
         self.outgoing.push_back(Sent {
+            tx,
             flags,
             payload,
             sent_at: now,
@@ -765,12 +827,17 @@ impl Stream {
         });
         self.next_seq += 1;
         self.inflight += 1;
+        if !probe {
+            self.arm_tlp(now);
+        }
         Some(bytes)
     }
 
     /// Bookkeeping shared by first transmissions and retransmissions.
     fn sent_data(&mut self, now: Instant, h: Header, payload: &[u8]) -> Vec<u8> {
-        self.cc.on_sent(now, payload.len().max(1), self.rtt.srtt());
+        // Pace by what goes on the wire, header included.
+        let wire = payload.len() + packet::HEADER_LEN;
+        self.pacer.on_sent(now, wire, self.cc.pacing_rate());
         if self.rto_at.is_none() {
             self.rto_at = Some(now + self.rtt.rto());
         }
@@ -810,6 +877,7 @@ impl Stream {
         }
 
         let mut delivered = 0u32;
+        self.ack_rtt = None;
         if ack_rel > 0 {
             for _ in 0..ack_rel {
                 let Some(s) = self.outgoing.pop_front() else {
@@ -817,10 +885,16 @@ impl Stream {
                 };
                 let seq = self.remote_acked;
                 self.remote_acked += 1;
-                if !s.delivered {
+                if s.delivered {
+                    self.sacked -= 1;
+                } else {
                     delivered += 1;
                     self.on_delivered(now, seq, &s);
                 }
+            }
+            self.rack.on_cumulative_ack(self.remote_acked);
+            if self.tlp_end.is_some_and(|e| self.remote_acked > e) {
+                self.tlp_end = None;
             }
         }
 
@@ -839,26 +913,42 @@ impl Stream {
                     continue;
                 }
                 s.delivered = true;
-                let (sent_at, transmits, lost) = (s.sent_at, s.transmits, s.lost);
+                self.sacked += 1;
+                let (sent_at, transmits, lost, tx) = (s.sent_at, s.transmits, s.lost, s.tx);
                 if !lost {
                     self.inflight -= 1;
                 }
                 delivered += 1;
-                self.sample(now, seq, sent_at, transmits);
+                self.sample(now, seq, sent_at, transmits, lost, &tx);
             }
         }
 
         if delivered == 0 {
             return;
         }
-        self.cc.on_delivered(delivered, self.remote_acked);
-        let all_acked = self.outgoing.iter().all(|s| s.delivered);
+        let all_acked = self.sacked == self.outgoing.len();
         self.rto_at = if all_acked {
             None
         } else {
             Some(now + self.rtt.rto())
         };
-        self.detect_loss(now);
+        let losses = self.detect_loss(now);
+        let info = AckInfo {
+            now,
+            acked: delivered,
+            losses,
+            sample: self.rate.finish_ack(now, self.rtt.min()),
+            rtt: self.ack_rtt,
+            delivered: self.rate.delivered(),
+            inflight: self.inflight,
+            in_recovery: self.rack.in_recovery(),
+        };
+        if self.cc.on_ack(&info, self.rtt.srtt()) {
+            self.rate.on_app_limited(self.inflight);
+        }
+        if ack_rel > 0 {
+            self.arm_tlp(now);
+        }
         self.update_probe(now);
     }
 
@@ -866,32 +956,47 @@ impl Stream {
         if !s.lost {
             self.inflight -= 1;
         }
-        self.sample(now, seq, s.sent_at, s.transmits);
+        self.sample(now, seq, s.sent_at, s.transmits, s.lost, &s.tx);
     }
 
-    /// RTT sample (Karn: first transmissions only) and RACK's most recent delivery.
-    fn sample(&mut self, now: Instant, seq: u64, sent_at: Instant, transmits: u32) {
+    /// RTT sample (Karn: first transmissions only), RACK's most recent delivery, and
+    /// spurious-loss evidence. `lost`: the packet is marked lost and waits to be resent.
+    fn sample(
+        &mut self,
+        now: Instant,
+        seq: u64,
+        sent_at: Instant,
+        transmits: u32,
+        lost: bool,
+        tx: &TxState,
+    ) {
+        self.rate.on_delivered(tx, sent_at, seq);
         let rtt = now.saturating_duration_since(sent_at);
+        let too_soon = transmits > 1 && self.rtt.min().is_some_and(|m| rtt < m);
+        if lost || too_soon {
+            // The original arrived after all: our reordering window was too tight.
+            self.stats.spurious += 1;
+            self.rack.on_spurious(self.remote_acked, self.next_seq);
+        }
         if transmits == 1 {
             self.rtt.sample(rtt);
-        } else if self.rtt.min().is_some_and(|m| rtt < m) {
-            // Probably the ack of an earlier transmission: not evidence about this one.
+        } else if too_soon {
+            // The ack of an earlier transmission: not evidence about this one.
             return;
         }
-        if self.rack.is_none_or(|r| (sent_at, seq) > r) {
-            self.rack = Some((sent_at, seq));
-            self.rack_rtt = rtt;
-        }
+        self.rack.on_delivered(sent_at, seq, rtt);
+        self.ack_rtt = Some(rtt);
     }
 
     /// RACK (RFC 8985 §6.2): a packet sent before the most recently delivered one is lost
     /// once a reordering window has passed beyond its expected delivery.
-    fn detect_loss(&mut self, now: Instant) {
-        let Some(rack) = self.rack else {
-            return;
+    /// Returns how many packets it newly marked lost.
+    fn detect_loss(&mut self, now: Instant) -> u32 {
+        let Some(rack) = self.rack.latest() else {
+            return 0;
         };
-        let reo = self.rtt.reorder_window();
-        let mut lost_any = false;
+        let reo = self.rack.reorder_window(&self.rtt);
+        let mut lost = 0u32;
         let mut wake: Option<Instant> = None;
         for i in 0..self.outgoing.len() {
             let seq = self.remote_acked + i as u64;
@@ -906,37 +1011,91 @@ impl Stream {
                 }
                 continue;
             }
-            let deadline = s.sent_at + self.rack_rtt + reo;
+            let deadline = s.sent_at + self.rack.rtt() + reo;
             if deadline <= now {
                 s.lost = true;
                 self.inflight -= 1;
                 self.retransmit.push_back(seq);
                 self.stats.fast_lost += 1;
-                lost_any = true;
+                lost += 1;
             } else {
                 wake = Some(wake.map_or(deadline, |w| w.min(deadline)));
             }
         }
         self.reorder_at = wake;
-        if lost_any {
-            self.cc.on_loss(self.next_seq);
+        if lost > 0 {
+            self.rack.on_loss(self.next_seq);
+            // Recovery is under way; RACK and the RTO take it from here.
+            self.tlp_at = None;
         }
+        lost
+    }
+
+    /// (Re)schedules the tail-loss probe (RFC 8985 §7.2): only with data in flight, outside
+    /// loss recovery, with no holes already reported (RACK covers those), and never later
+    /// than the RTO.
+    fn arm_tlp(&mut self, now: Instant) {
+        let outstanding = self.outgoing.len() - self.sacked;
+        if outstanding == 0
+            || self.sacked > 0
+            || self.rack.in_recovery()
+            || self.tlp_end.is_some()
+            || !self.retransmit.is_empty()
+        {
+            self.tlp_at = None;
+            return;
+        }
+        let mut at = now + rack::probe_timeout(self.rtt.srtt(), outstanding == 1);
+        if let Some(rto) = self.rto_at {
+            at = at.min(rto);
+        }
+        self.tlp_at = Some(at);
+    }
+
+    /// The probe timer fired (RFC 8985 §7.3): send one new packet if there is one, else
+    /// resend the highest outstanding one, so that its ACK (or SACK) lets RACK find the
+    /// losses at the tail instead of waiting for the RTO.
+    fn on_tlp(&mut self, now: Instant) {
+        self.tlp_at = None;
+        if self.sacked == self.outgoing.len() || self.tlp_end.is_some() {
+            return;
+        }
+        let unsent = !self.send_buf.is_empty() || (self.end_queued && !self.end_sent);
+        if unsent && self.outgoing.len() < MAX_OUTSTANDING {
+            self.tlp_end = Some(self.next_seq);
+        } else {
+            let i = self.outgoing.len() - 1;
+            let s = &mut self.outgoing[i];
+            if s.delivered || s.lost {
+                return;
+            }
+            s.lost = true;
+            self.inflight -= 1;
+            let seq = self.remote_acked + i as u64;
+            self.retransmit.push_back(seq);
+            self.tlp_end = Some(seq);
+        }
+        self.probe_due = true;
+        self.stats.tlp_probes += 1;
+        self.rto_at = Some(now + self.rtt.rto());
     }
 
     fn on_rto(&mut self, now: Instant) {
         self.rto_at = None;
-        if self.outgoing.iter().all(|s| s.delivered) {
+        if self.sacked == self.outgoing.len() {
             return;
         }
         self.stats.rto_expiries += 1;
-        let reo = self.rtt.reorder_window();
+        self.tlp_at = None;
+        self.tlp_end = None;
+        let reo = self.rack.reorder_window(&self.rtt);
         for i in 0..self.outgoing.len() {
             let seq = self.remote_acked + i as u64;
             let s = &mut self.outgoing[i];
             if s.delivered || s.lost {
                 continue;
             }
-            let overdue = s.sent_at + self.rack_rtt + reo <= now;
+            let overdue = s.sent_at + self.rack.rtt() + reo <= now;
             if i == 0 || overdue {
                 if s.rto_timeouts >= MAX_RTO_TIMEOUTS {
                     self.close(CloseReason::TimedOut);
@@ -948,7 +1107,8 @@ impl Stream {
                 self.retransmit.push_back(seq);
             }
         }
-        self.cc.on_rto(self.next_seq);
+        self.rack.on_loss(self.next_seq);
+        self.cc.on_rto(self.inflight);
         // libudx re-arms at twice the RTO without doubling the RTO itself.
         self.rto_at = Some(now + self.rtt.rto() * 2);
     }
@@ -967,7 +1127,10 @@ impl Stream {
         self.rto_at = None;
         self.reorder_at = None;
         self.probe_at = None;
+        self.tlp_at = None;
+        self.probe_due = false;
         self.outgoing.clear();
+        self.sacked = 0;
         self.retransmit.clear();
         self.send_buf.clear();
         self.ooo.clear();
