@@ -5,6 +5,7 @@ mod demo;
 mod dht;
 mod output;
 mod records;
+mod udx;
 
 use clap::{Parser, Subcommand};
 
@@ -48,6 +49,9 @@ enum Command {
     Listen(connect::ListenArgs),
     /// Perform the connection handshake with a listening key and report it.
     Handshake(connect::HandshakeArgs),
+    /// Raw UDX streams (interop and throughput checks).
+    #[command(subcommand)]
+    Udx(udx::UdxCommand),
     /// Start a small DHT on loopback inside this process and show a lookup through it.
     Demo(demo::DemoArgs),
 }
@@ -80,6 +84,7 @@ fn main() -> std::process::ExitCode {
             Command::Get(a) => records::get(a).await,
             Command::Listen(a) => connect::listen(a).await,
             Command::Handshake(a) => connect::handshake(a).await,
+            Command::Udx(c) => udx::run(c).await,
             Command::Demo(a) => demo::run(a).await,
         }
     });

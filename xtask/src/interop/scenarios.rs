@@ -11,6 +11,7 @@
 
 mod records;
 mod relay;
+mod udx;
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
@@ -132,6 +133,20 @@ pub static ALL: &[Scenario] = &[
         timeout: Duration::from_secs(120),
         needs_cli: true,
         run: relay::handshake_both_ways,
+    },
+    Scenario {
+        name: "udx-echo-js-rs",
+        description: "raw UDX stream: udx-native sends 64 MiB, ours echoes; SHA-256 equal, both ends close cleanly",
+        timeout: Duration::from_secs(120),
+        needs_cli: true,
+        run: udx::echo_js_rs,
+    },
+    Scenario {
+        name: "udx-echo-rs-js",
+        description: "raw UDX stream: ours sends 64 MiB, udx-native echoes; SHA-256 equal, both ends close cleanly",
+        timeout: Duration::from_secs(120),
+        needs_cli: true,
+        run: udx::echo_rs_js,
     },
 ];
 
