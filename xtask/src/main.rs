@@ -4,6 +4,7 @@
 //! - `ci`: everything CI checks, ending with `N passed, N failed` (see [`ci`]).
 //! - `interop [SCENARIO...] [--list]`: Rust <-> JS DHT interop scenarios, each
 //!   in a throwaway network namespace (see [`interop`]).
+//! - `bench [NAME...]`: benchmarks, JS and Rust side by side, isolated the same way.
 //!
 //! Kept dependency-free apart from serde/serde_json so it builds fast and
 //! never pulls the crates it is supposed to test.
@@ -22,6 +23,7 @@ commands:
   ci                           fmt check, clippy, tests (in a netns), all interop scenarios
   interop [SCENARIO...]        run interop scenarios (all when none given)
   interop --list               list interop scenarios
+  bench [udx]                  benchmarks, JS and Rust side by side (BENCH_MIB=512)
 ";
 
 fn main() -> ExitCode {
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cmd.as_str() {
         "ci" => ci::run(rest),
         "interop" => interop::run(rest),
+        "bench" => interop::bench(rest),
         // Internal: the half of `interop` that runs inside the network namespace.
         interop::INNER_COMMAND => interop::run_inner(rest),
         "help" | "-h" | "--help" => {

@@ -111,6 +111,42 @@ pub fn run_counted(args: &[String]) -> Result<(usize, usize), String> {
     Ok((results.len() - failed.len(), failed.len()))
 }
 
+/// `cargo xtask bench [NAME...]`: runs benchmarks (default: all) the way scenarios run, and
+/// prints where their results are.
+pub fn bench(args: &[String]) -> Result<(), String> {
+    let selected: Vec<&scenarios::Scenario> = if args.is_empty() {
+        scenarios::BENCHES.iter().collect()
+    } else {
+        args.iter()
+            .map(|a| {
+                let name = if a.starts_with("bench-") {
+                    a.clone()
+                } else {
+                    format!("bench-{a}")
+                };
+                scenarios::BENCHES
+                    .iter()
+                    .find(|s| s.name == name)
+                    .ok_or_else(|| format!("unknown benchmark `{a}`"))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    check_tools()?;
+    crate::netns::base_flags()?;
+    ensure_js_deps()?;
+    build_cli()?;
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    for s in selected {
+        run_outer(&exe, s)?;
+        println!(
+            "{}: results in {}",
+            s.name,
+            log_dir(s.name).join("results.json").display()
+        );
+    }
+    Ok(())
+}
+
 /// Where a scenario's child logs go: `target/interop-logs/<scenario>/`.
 fn log_dir(scenario: &str) -> PathBuf {
     paths::target_dir().join("interop-logs").join(scenario)

@@ -9,6 +9,7 @@
 //! `records`) then check HyperDHT records: announce/lookup/unannounce and
 //! mutable/immutable storage written by one implementation and read by the other.
 
+mod bench;
 mod records;
 mod relay;
 mod udx;
@@ -151,8 +152,18 @@ pub static ALL: &[Scenario] = &[
 ];
 
 pub fn find(name: &str) -> Option<&'static Scenario> {
-    ALL.iter().find(|s| s.name == name)
+    ALL.iter().chain(BENCHES).find(|s| s.name == name)
 }
+
+/// Benchmarks: run like scenarios (isolated, logged) but only by `cargo xtask bench`.
+pub static BENCHES: &[Scenario] = &[Scenario {
+    name: "bench-udx",
+    description:
+        "UDX throughput, CPU and RSS: udx-native and ours in every pairing (BENCH_MIB, default 512)",
+    timeout: Duration::from_secs(1800),
+    needs_cli: true,
+    run: bench::udx,
+}];
 
 /// Kademlia bucket size: finds return at most this many closest nodes.
 const K: usize = 20;
@@ -182,6 +193,21 @@ impl Ctx {
             deadline: started + s.timeout,
             steps: Cell::new(0),
         }
+    }
+
+    /// Where this run's logs go.
+    fn log_dir(&self) -> &std::path::Path {
+        &self.log_dir
+    }
+
+    /// Spawns any program with this run's logging.
+    fn spawn_program(
+        &self,
+        name: &str,
+        program: &std::path::Path,
+        args: &[String],
+    ) -> Result<Proc, String> {
+        Proc::spawn(name, &self.log_dir, program, args)
     }
 
     /// Progress line on stderr (the outer process passes it through).
