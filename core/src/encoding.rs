@@ -23,6 +23,27 @@ pub enum DecodeError {
     Invalid,
 }
 
+/// `bit` if `on`, else 0: one bit of a compact-encoding flags field.
+pub fn flag(on: bool, bit: u64) -> u64 {
+    if on {
+        bit
+    } else {
+        0
+    }
+}
+
+/// Runs `read` only when a flag says the field is present.
+pub fn read_if<T>(
+    present: bool,
+    read: impl FnOnce() -> Result<T, DecodeError>,
+) -> Result<Option<T>, DecodeError> {
+    if present {
+        read().map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 /// Why a value could not be encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {

@@ -18,7 +18,7 @@ use crypto_secretbox::aead::{Aead, KeyInit};
 use crypto_secretbox::{Key, Nonce, XSalsa20Poly1305};
 
 use crate::crypto::hash::{blake2b_256, blake2b_256_keyed};
-use crate::encoding::{DecodeError, EncodeError, Reader, Writer};
+use crate::encoding::{flag, read_if, DecodeError, EncodeError, Reader, Writer};
 
 /// The only noise payload version this implementation speaks.
 pub const NOISE_PAYLOAD_VERSION: u64 = 1;
@@ -83,25 +83,6 @@ fn write_ipv6_array(w: &mut Writer, addrs: &[SocketAddr]) {
 fn read_ipv6_array(r: &mut Reader<'_>) -> Result<Vec<SocketAddr>, DecodeError> {
     let n = r.array_len(IPV6_LEN)?;
     (0..n).map(|_| r.ipv6_address()).collect()
-}
-
-fn flag(on: bool, bit: u64) -> u64 {
-    if on {
-        bit
-    } else {
-        0
-    }
-}
-
-fn read_if<T>(
-    present: bool,
-    f: impl FnOnce() -> Result<T, DecodeError>,
-) -> Result<Option<T>, DecodeError> {
-    if present {
-        f().map(Some)
-    } else {
-        Ok(None)
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

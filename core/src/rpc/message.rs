@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use super::id::NodeId;
-use crate::encoding::{DecodeError, EncodeError, Reader, Writer};
+use crate::encoding::{flag, read_if, DecodeError, EncodeError, Reader, Writer};
 
 /// First byte of a request datagram: type 0 in the high nibble, version 3 in the low one.
 pub const REQUEST_BYTE: u8 = 0x03;
@@ -72,11 +72,11 @@ impl Request {
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let mut w =
             Writer::with_capacity(10 + 32 * 3 + self.value.as_ref().map_or(0, |v| v.len() + 5));
-        let flags = bit(self.id.is_some(), FLAG_ID)
-            | bit(self.token.is_some(), FLAG_TOKEN)
-            | bit(self.internal, FLAG_INTERNAL)
-            | bit(self.target.is_some(), FLAG_TARGET)
-            | bit(self.value.is_some(), FLAG_VALUE);
+        let flags = flag(self.id.is_some(), FLAG_ID)
+            | flag(self.token.is_some(), FLAG_TOKEN)
+            | flag(self.internal, FLAG_INTERNAL)
+            | flag(self.target.is_some(), FLAG_TARGET)
+            | flag(self.value.is_some(), FLAG_VALUE);
         w.u8(REQUEST_BYTE).uint(flags).u16(self.tid);
         w.ipv4_address(&self.to)?;
         if let Some(id) = &self.id {
@@ -99,12 +99,12 @@ impl Request {
         let flags = r.uint()?;
         let tid = r.u16()?;
         let to = r.ipv4_address()?;
-        let id = opt(flags & FLAG_ID != 0, || r.array().map(NodeId))?;
-        let token = opt(flags & FLAG_TOKEN != 0, || r.array())?;
+        let id = read_if(flags & FLAG_ID != 0, || r.array().map(NodeId))?;
+        let token = read_if(flags & FLAG_TOKEN != 0, || r.array())?;
         let internal = flags & FLAG_INTERNAL != 0;
         let command = r.uint()?;
-        let target = opt(flags & FLAG_TARGET != 0, || r.array().map(NodeId))?;
-        let value = opt(flags & FLAG_VALUE != 0, || r.buffer().map(<[u8]>::to_vec))?;
+        let target = read_if(flags & FLAG_TARGET != 0, || r.array().map(NodeId))?;
+        let value = read_if(flags & FLAG_VALUE != 0, || r.buffer().map(<[u8]>::to_vec))?;
         Ok(Request {
             tid,
             to,
@@ -124,11 +124,11 @@ impl Response {
         let mut w = Writer::with_capacity(
             10 + 64 + 6 * self.closer_nodes.len() + self.value.as_ref().map_or(0, |v| v.len() + 5),
         );
-        let flags = bit(self.id.is_some(), FLAG_ID)
-            | bit(self.token.is_some(), FLAG_TOKEN)
-            | bit(!self.closer_nodes.is_empty(), FLAG_CLOSER)
-            | bit(self.error > 0, FLAG_ERROR)
-            | bit(self.value.is_some(), FLAG_VALUE);
+        let flags = flag(self.id.is_some(), FLAG_ID)
+            | flag(self.token.is_some(), FLAG_TOKEN)
+            | flag(!self.closer_nodes.is_empty(), FLAG_CLOSER)
+            | flag(self.error > 0, FLAG_ERROR)
+            | flag(self.value.is_some(), FLAG_VALUE);
         w.u8(RESPONSE_BYTE).uint(flags).u16(self.tid);
         w.ipv4_address(&self.to.ok_or(EncodeError::NotIpv4)?)?;
         if let Some(id) = &self.id {
@@ -153,11 +153,12 @@ impl Response {
         let flags = r.uint()?;
         let tid = r.u16()?;
         let to = Some(r.ipv4_address()?);
-        let id = opt(flags & FLAG_ID != 0, || r.array().map(NodeId))?;
-        let token = opt(flags & FLAG_TOKEN != 0, || r.array())?;
-        let closer_nodes = opt(flags & FLAG_CLOSER != 0, || r.ipv4_array())?.unwrap_or_default();
-        let error = opt(flags & FLAG_ERROR != 0, || r.uint())?.unwrap_or(0);
-        let value = opt(flags & FLAG_VALUE != 0, || r.buffer().map(<[u8]>::to_vec))?;
+        let id = read_if(flags & FLAG_ID != 0, || r.array().map(NodeId))?;
+        let token = read_if(flags & FLAG_TOKEN != 0, || r.array())?;
+        let closer_nodes =
+            read_if(flags & FLAG_CLOSER != 0, || r.ipv4_array())?.unwrap_or_default();
+        let error = read_if(flags & FLAG_ERROR != 0, || r.uint())?.unwrap_or(0);
+        let value = read_if(flags & FLAG_VALUE != 0, || r.buffer().map(<[u8]>::to_vec))?;
         Ok(Response {
             tid,
             to,
@@ -179,24 +180,5 @@ impl Message {
             RESPONSE_BYTE => Response::decode_body(&mut r).map(Message::Response),
             _ => Err(DecodeError::Invalid),
         }
-    }
-}
-
-fn bit(on: bool, flag: u64) -> u64 {
-    if on {
-        flag
-    } else {
-        0
-    }
-}
-
-fn opt<T>(
-    present: bool,
-    f: impl FnOnce() -> Result<T, DecodeError>,
-) -> Result<Option<T>, DecodeError> {
-    if present {
-        f().map(Some)
-    } else {
-        Ok(None)
     }
 }
