@@ -8,6 +8,7 @@
 //! PID namespace guarantees that every process a scenario started dies with it
 //! (the kernel kills the namespace when its init, our inner process, exits).
 
+mod impair;
 mod proc;
 mod scenarios;
 

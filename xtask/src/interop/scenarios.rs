@@ -149,6 +149,13 @@ pub static ALL: &[Scenario] = &[
         needs_cli: true,
         run: udx::echo_rs_js,
     },
+    Scenario {
+        name: "udx-loss",
+        description: "64 MiB through an echo, ours<->udx-native both ways, via a relay dropping 5%, reordering 10%, duplicating 1%, 10 ms delay",
+        timeout: Duration::from_secs(600),
+        needs_cli: true,
+        run: udx::loss,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Scenario> {

@@ -103,3 +103,112 @@ pub fn echo_rs_js(ctx: &mut Ctx) -> Result<(), String> {
     })?;
     check(ctx, rust, js)
 }
+
+/// `udx-loss`: 64 MiB through an echo in both pairings while a relay drops 5%, reorders 10%
+/// and duplicates 1% of datagrams, with 10 ms delay each way.
+pub fn loss(ctx: &mut Ctx) -> Result<(), String> {
+    use crate::interop::impair::{Impairment, Relay};
+    let imp = Impairment {
+        drop_pct: 5,
+        reorder_pct: 10,
+        duplicate_pct: 1,
+        delay: Duration::from_millis(10),
+    };
+    for (run, rust_sends) in [(0u16, true), (1u16, false)] {
+        let echo_port = 7300 + 10 * run;
+        let send_port = echo_port + 1;
+        let relay = Relay::start(
+            format!("127.0.0.1:{echo_port}")
+                .parse()
+                .map_err(|e| format!("{e}"))?,
+            format!("127.0.0.1:{send_port}")
+                .parse()
+                .map_err(|e| format!("{e}"))?,
+            imp,
+            0x5eed + u64::from(run),
+        )?;
+        let ends = |port: u16, id: &str, rid: &str, rport: u16| {
+            strings(&[
+                "--port",
+                &port.to_string(),
+                "--id",
+                id,
+                "--remote-id",
+                rid,
+                "--remote-port",
+                &rport.to_string(),
+            ])
+        };
+        let echo_ends = ends(echo_port, "1", "2", relay.port_for_a());
+        let mut send_ends = ends(send_port, "2", "1", relay.port_for_b());
+        send_ends.extend(strings(&[
+            "--bytes",
+            &BYTES.to_string(),
+            "--timeout",
+            "280",
+        ]));
+        let (sender, echo) = if rust_sends {
+            let mut e = ctx.js(
+                "js-udx-echo-lossy",
+                "js-udx.js",
+                &[vec!["echo".into()], echo_ends].concat(),
+            )?;
+            e.wait_event("ready", ctx.within(Duration::from_secs(10)))?;
+            send_ends.truncate(send_ends.len() - 2);
+            let s = ctx.rs(
+                "rs-udx-send-lossy",
+                &[strings(&["udx", "send", "--json"]), send_ends].concat(),
+            )?;
+            (s, e)
+        } else {
+            let mut e = ctx.rs(
+                "rs-udx-echo-lossy",
+                &[strings(&["udx", "echo", "--json"]), echo_ends].concat(),
+            )?;
+            e.wait_event("ready", ctx.within(Duration::from_secs(10)))?;
+            let s = ctx.js(
+                "js-udx-send-lossy",
+                "js-udx.js",
+                &[vec!["send".into()], send_ends].concat(),
+            )?;
+            (s, e)
+        };
+        check_lossy(ctx, sender, echo, rust_sends)?;
+        let c = &relay.counts;
+        ctx.say(&format!(
+            "relay: {} datagrams, {} dropped, {} reordered, {} duplicated",
+            c.seen.load(std::sync::atomic::Ordering::Relaxed),
+            c.dropped.load(std::sync::atomic::Ordering::Relaxed),
+            c.reordered.load(std::sync::atomic::Ordering::Relaxed),
+            c.duplicated.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+    }
+    Ok(())
+}
+
+fn check_lossy(
+    ctx: &Ctx,
+    mut sender: Proc,
+    mut echo: Proc,
+    rust_sends: bool,
+) -> Result<(), String> {
+    let events = sender.finish(ctx.within(Duration::from_secs(280)))?;
+    let done = events
+        .iter()
+        .find(|e| e["event"] == "done")
+        .ok_or("the sender printed no result")?;
+    if done["bytes"] != BYTES || done["sha256_sent"] != done["sha256_received"] {
+        return Err(format!("echo mismatch under loss: {done}"));
+    }
+    echo.finish(ctx.within(Duration::from_secs(30)))?;
+    let secs = done["seconds"].as_f64().unwrap_or(0.0);
+    let who = if rust_sends {
+        "ours -> udx-native"
+    } else {
+        "udx-native -> ours"
+    };
+    ctx.say(&format!(
+        "{who}: 64 MiB each way intact under loss in {secs:.1} s"
+    ));
+    Ok(())
+}
