@@ -15,6 +15,9 @@ use crate::output::Out;
 
 /// How long to wait for the peer to acknowledge our END before giving up.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
+/// After a clean close the socket stays up this long (TCP's TIME_WAIT): if our last ACK was
+/// lost, the peer retransmits its END and must still get an answer, or it times out.
+const TIME_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Subcommand)]
 pub enum UdxCommand {
@@ -77,6 +80,7 @@ async fn linger(stream: &UdxStream) -> Option<CloseReason> {
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     while Instant::now() < deadline {
         if let Some(r) = stream.close_reason() {
+            tokio::time::sleep(TIME_WAIT).await;
             return Some(r);
         }
         tick.tick().await;
