@@ -10,7 +10,9 @@ use hyperswarm::crypto::secretstream::{
     UnorderedBox, TAG_MESSAGE,
 };
 use hyperswarm::dht::connect_messages::SecurePayload;
-use serde_json::Value;
+
+mod common;
+use common::{arr, bytes, vector, vectors};
 
 const CHECKED: &[&str] = &[
     "noise-curve-ed/dh",
@@ -20,26 +22,6 @@ const CHECKED: &[&str] = &[
     "secret-stream/unordered-message",
     "hypercore/discovery-key",
 ];
-
-fn vectors() -> Vec<Value> {
-    let doc: Value = serde_json::from_str(include_str!("vectors/vectors.json")).unwrap();
-    doc["vectors"].as_array().unwrap().clone()
-}
-
-fn vector(name: &str) -> Value {
-    vectors()
-        .into_iter()
-        .find(|v| v["name"] == name)
-        .unwrap_or_else(|| panic!("vector {name} missing"))
-}
-
-fn bytes(v: &Value) -> Vec<u8> {
-    hex::decode(v.as_str().expect("hex")).expect("hex")
-}
-
-fn arr<const N: usize>(v: &Value) -> [u8; N] {
-    bytes(v).try_into().expect("length")
-}
 
 #[test]
 fn every_crypto_vector_has_a_check() {

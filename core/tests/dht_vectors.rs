@@ -16,6 +16,9 @@ use hyperswarm::dht::{
 use hyperswarm::rpc::{Message, NodeId, Request};
 use serde_json::Value;
 
+mod common;
+use common::{arr, bytes, vector, vectors};
+
 /// Checked here.
 const RECORD_VECTORS: &[&str] = &[
     "hyperdht/keypair/seed-00..1f",
@@ -48,26 +51,6 @@ const CONNECT_VECTORS: &[&str] = &[
     "hyperdht/holepunch-token",
     "hyperdht/peer-holepunch/wrapper",
 ];
-
-fn vectors() -> Vec<Value> {
-    let doc: Value = serde_json::from_str(include_str!("vectors/vectors.json")).unwrap();
-    doc["vectors"].as_array().unwrap().clone()
-}
-
-fn vector(name: &str) -> Value {
-    vectors()
-        .into_iter()
-        .find(|v| v["name"] == name)
-        .unwrap_or_else(|| panic!("vector {name} missing"))
-}
-
-fn bytes(v: &Value) -> Vec<u8> {
-    hex::decode(v.as_str().expect("hex string")).expect("hex")
-}
-
-fn arr<const N: usize>(v: &Value) -> [u8; N] {
-    bytes(v).try_into().expect("length")
-}
 
 fn id(v: &Value) -> NodeId {
     NodeId(arr(v))
