@@ -21,14 +21,14 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Notify};
-use tokio::task::JoinHandle;
+use tokio::task::AbortHandle;
 
 use super::packet;
 use super::stream::{CloseReason, Config, Event, MessageError, Stream, Transmit};
@@ -156,22 +156,23 @@ impl Udx {
         let local_addr = udp.local_addr()?;
         static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
-        let inner = Arc::new_cyclic(|me: &Weak<SocketInner>| {
-            let task = tokio::spawn(run(
-                self.inner.clone(),
-                me.clone(),
-                id,
-                udp.clone(),
-                unrouted,
-            ));
-            SocketInner {
-                id,
-                udp,
-                local_addr,
-                wake: Notify::new(),
-                task,
-            }
+        let inner = Arc::new(SocketInner {
+            id,
+            udp: udp.clone(),
+            local_addr,
+            wake: Notify::new(),
+            task: OnceLock::new(),
         });
+        // Spawned only once the handle exists: the task upgrades its weak reference on every
+        // turn and ends when that fails.
+        let task = tokio::spawn(run(
+            self.inner.clone(),
+            Arc::downgrade(&inner),
+            id,
+            udp,
+            unrouted,
+        ));
+        let _ = inner.task.set(task.abort_handle());
         Ok(UdxSocket {
             udx: self.clone(),
             inner,
@@ -235,12 +236,14 @@ struct SocketInner {
     local_addr: SocketAddr,
     /// Pokes the task after an application call that may have made something sendable.
     wake: Notify,
-    task: JoinHandle<()>,
+    task: OnceLock<AbortHandle>,
 }
 
 impl Drop for SocketInner {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(t) = self.task.get() {
+            t.abort();
+        }
     }
 }
 
@@ -533,6 +536,68 @@ pub struct UdxStream {
     id: u32,
 }
 
+/// A second handle to a [`UdxStream`] that does not own it: it can wait for the close and
+/// slip in small writes, and dropping it does nothing to the stream.
+#[derive(Clone)]
+pub struct StreamWatch {
+    inner: Arc<Instance>,
+    id: u32,
+}
+
+impl std::fmt::Debug for StreamWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamWatch").field("id", &self.id).finish()
+    }
+}
+
+impl StreamWatch {
+    fn with<R>(&self, f: impl FnOnce(&mut Slot) -> R) -> io::Result<R> {
+        with_slot(&self.inner, self.id, f)
+    }
+
+    /// Waits until the stream has closed and says why.
+    pub async fn closed(&self) -> CloseReason {
+        poll_fn(|cx| {
+            let r = self.with(|slot| match slot.stream.is_closed() {
+                Some(r) => Poll::Ready(r),
+                None => {
+                    slot.watchers.push(cx.waker().clone());
+                    Poll::Pending
+                }
+            });
+            // A slot that is gone belonged to a stream that closed.
+            r.unwrap_or(Poll::Ready(CloseReason::Destroyed))
+        })
+        .await
+    }
+
+    /// Writes all of `data` if nothing else is waiting to be sent, without blocking; returns
+    /// whether it did. For keepalives, which only matter on an idle stream and must never be
+    /// split.
+    pub fn write_if_idle(&self, data: &[u8]) -> io::Result<bool> {
+        self.with(|slot| {
+            if let Some(r) = slot.stream.is_closed() {
+                return Err(closed_error(r));
+            }
+            if slot.stream.send_buffered() > 0 || slot.stream.is_write_ended() {
+                return Ok(false);
+            }
+            let n = slot.stream.write(data);
+            slot.poke();
+            Ok(n == data.len())
+        })?
+    }
+}
+
+fn with_slot<R>(inst: &Instance, id: u32, f: impl FnOnce(&mut Slot) -> R) -> io::Result<R> {
+    let mut state = inst.lock();
+    let slot = state
+        .streams
+        .get_mut(&id)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
+    Ok(f(slot))
+}
+
 impl std::fmt::Debug for UdxStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UdxStream").field("id", &self.id).finish()
@@ -592,21 +657,10 @@ impl UdxStream {
         })
     }
 
-    /// Writes all of `data` if nothing else is waiting to be sent, without blocking; returns
-    /// whether it did. For keepalives, which only matter on an idle stream and must never be
-    /// split.
+    /// Writes all of `data` if nothing else is waiting to be sent (see
+    /// [`StreamWatch::write_if_idle`]).
     pub fn write_if_idle(&self, data: &[u8]) -> io::Result<bool> {
-        self.with(|slot| {
-            if let Some(r) = slot.stream.is_closed() {
-                return Err(closed_error(r));
-            }
-            if slot.stream.send_buffered() > 0 || slot.stream.is_write_ended() {
-                return Ok(false);
-            }
-            let n = slot.stream.write(data);
-            slot.poke();
-            Ok(n == data.len())
-        })?
+        self.watch().write_if_idle(data)
     }
 
     /// The peer's address, once connected.
@@ -642,18 +696,15 @@ impl UdxStream {
 
     /// Waits until the stream has closed and says why.
     pub async fn closed(&self) -> CloseReason {
-        poll_fn(|cx| {
-            let r = self.with(|slot| match slot.stream.is_closed() {
-                Some(r) => Poll::Ready(r),
-                None => {
-                    slot.watchers.push(cx.waker().clone());
-                    Poll::Pending
-                }
-            });
-            // A slot that is gone belonged to a stream that closed.
-            r.unwrap_or(Poll::Ready(CloseReason::Destroyed))
-        })
-        .await
+        self.watch().closed().await
+    }
+
+    /// A non-owning handle to this stream.
+    pub fn watch(&self) -> StreamWatch {
+        StreamWatch {
+            inner: self.inner.clone(),
+            id: self.id,
+        }
     }
 
     /// Why the stream closed, if it has.
@@ -705,12 +756,7 @@ impl UdxStream {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Slot) -> R) -> io::Result<R> {
-        let mut state = self.inner.lock();
-        let slot = state
-            .streams
-            .get_mut(&self.id)
-            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
-        Ok(f(slot))
+        with_slot(&self.inner, self.id, f)
     }
 }
 
