@@ -44,6 +44,9 @@ pub struct ConnectArgs {
     /// Connections to open at once (each echoes `--bytes`).
     #[arg(long, default_value_t = 1)]
     count: usize,
+    /// Open the `--count` connections one after another instead of at once.
+    #[arg(long)]
+    serial: bool,
 }
 
 fn key32(s: &str, what: &str) -> Result<[u8; 32], String> {
@@ -144,18 +147,38 @@ pub async fn connect(args: ConnectArgs) -> Result<(), String> {
     let kp = key_pair(&args.seed)?;
     let dht = start(&args.bootstrap).await?;
     let mut tasks = tokio::task::JoinSet::new();
+    let mut failed = None;
     for i in 0..args.count {
         let (dht, kp) = (dht.clone(), kp.clone());
         let bytes = args.bytes;
         tasks.spawn(async move { (i, one(&dht, &kp, &server_key, bytes).await) });
+        if args.serial || i + 1 == args.count {
+            while let Some(r) = tasks.join_next().await {
+                let (i, r) = r.map_err(|e| format!("task: {e}"))?;
+                if let Err(msg) = report(&out, i, &server_key, r) {
+                    failed = Some(msg);
+                }
+            }
+        }
     }
-    let mut failed = None;
-    while let Some(r) = tasks.join_next().await {
-        let (i, r) = r.map_err(|e| format!("task: {e}"))?;
-        match r {
-            Ok(e) => out.emit(
+    match failed {
+        Some(msg) => Err(msg),
+        None => Ok(()),
+    }
+}
+
+fn report(
+    out: &Out,
+    i: usize,
+    server_key: &[u8; 32],
+    r: Result<Echoed, String>,
+) -> Result<(), String> {
+    match r {
+        Ok(e) => {
+            out.emit(
                 json!({"event": "echoed", "index": i, "bytes": e.bytes, "equal": e.equal,
-                       "connect_ms": e.connect_ms, "mib_per_s": e.mib_per_s,
+                       "connect_ms": e.connect_ms, "first_byte_ms": e.first_byte_ms,
+                       "mib_per_s": e.mib_per_s,
                        "remote_public_key": hex::encode(server_key), "close": e.close}),
                 || {
                     format!(
@@ -166,23 +189,21 @@ pub async fn connect(args: ConnectArgs) -> Result<(), String> {
                         e.mib_per_s
                     )
                 },
-            ),
-            Err(msg) => {
-                out.emit(
-                    json!({"event": "error", "index": i, "message": msg}),
-                    || format!("#{i}: {msg}"),
-                );
-                failed = Some(msg);
-            }
+            );
+            Ok(())
         }
-    }
-    match failed {
-        Some(msg) => Err(msg),
-        None => Ok(()),
+        Err(msg) => {
+            out.emit(
+                json!({"event": "error", "index": i, "message": msg}),
+                || format!("#{i}: {msg}"),
+            );
+            Err(msg)
+        }
     }
 }
 
 struct Echoed {
+    first_byte_ms: Option<f64>,
     bytes: u64,
     equal: bool,
     connect_ms: f64,
@@ -229,11 +250,15 @@ async fn one(
     });
     let mut got = Sha256::new();
     let mut total = 0u64;
+    let mut first_byte_ms = None;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = r.read(&mut buf).await.map_err(|e| format!("read: {e}"))?;
         if n == 0 {
             break;
+        }
+        if first_byte_ms.is_none() {
+            first_byte_ms = Some(t0.elapsed().as_secs_f64() * 1000.0);
         }
         got.update(&buf[..n]);
         total += n as u64;
@@ -246,6 +271,7 @@ async fn one(
     let conn = r.unsplit(w);
     let close = format!("{:?}", conn.closed().await);
     Ok(Echoed {
+        first_byte_ms,
         bytes: total,
         equal: total == bytes && got.finalize() == sent,
         connect_ms,

@@ -5,10 +5,11 @@
 //       listens on the seed's key pair and echoes every connection; prints `listening`, then
 //       `connection` per client and `closed` {bytes} when it ends; refuses the client key
 //       --reject (firewall); runs until stdin closes or SIGTERM.
-//   node js-connect.js client --bootstrap B --key HEX [--seed HEX] [--bytes N] [--count C]
-//       opens C connections at once; each writes N random bytes, reads them back, compares,
-//       ends; prints `connected`, then `echoed` {index, bytes, equal, connect_ms} or `error`
-//       {index, code}. Exits 1 if any failed.
+//   node js-connect.js client --bootstrap B --key HEX [--seed HEX] [--bytes N] [--count C] [--serial]
+//       opens C connections at once (one after another with --serial); each writes N random
+//       bytes, reads them back, compares, ends; prints `connected`, then `echoed` {index,
+//       bytes, equal, connect_ms, first_byte_ms, mib_per_s} or `error` {index, code}. Exits 1
+//       if any failed.
 
 const HyperDHT = require('hyperdht')
 const crypto = require('crypto')
@@ -17,7 +18,7 @@ const { parseArgs, parseAddrs, emit, log, hex, fail, watchdog, run } = require('
 
 const [op, ...rest] = process.argv.slice(2)
 const args = parseArgs(rest, {
-  bootstrap: null, seed: null, key: null, reject: null, bytes: '65536', count: '1', timeout: '60'
+  bootstrap: null, seed: null, key: null, reject: null, bytes: '65536', count: '1', timeout: '60', serial: false
 })
 const dog = watchdog(Number(args.timeout))
 
@@ -64,24 +65,27 @@ run(async () => {
     const n = Number(args.bytes)
     const key = bytes32(args.key, 'key')
     const keyPair = args.seed ? HyperDHT.keyPair(bytes32(args.seed, 'seed')) : HyperDHT.keyPair()
+    const { performance } = require('perf_hooks')
     const one = (index) => new Promise((resolve) => {
-      const started = Date.now()
+      const started = performance.now()
       const data = crypto.randomBytes(n)
       const conn = dht.connect(key, { keyPair })
       const received = []
       let got = 0
       let connectMs = null
+      let firstByteMs = null
       conn.on('error', (err) => {
         emit({ event: 'error', index, code: err.code || null, message: err.message })
         resolve(false)
       })
       conn.on('open', () => {
-        connectMs = Date.now() - started
+        connectMs = performance.now() - started
         emit({ event: 'connected', index, remote_public_key: hex(conn.remotePublicKey) })
         // secret-stream frames each write whole, and a frame holds at most 16 MiB - 1.
         for (let at = 0; at < n; at += 65536) conn.write(data.subarray(at, at + 65536))
       })
       conn.on('data', (d) => {
+        if (firstByteMs === null) firstByteMs = performance.now() - started
         received.push(d)
         got += d.byteLength
         if (got >= n) conn.end()
@@ -89,11 +93,19 @@ run(async () => {
       conn.on('close', () => {
         if (connectMs === null) return
         const equal = got === n && b4a.equals(b4a.concat(received), data)
-        emit({ event: 'echoed', index, bytes: got, equal, connect_ms: connectMs })
+        const seconds = (performance.now() - started - connectMs) / 1000
+        const mibPerS = (2 * got) / (1024 * 1024) / Math.max(seconds, 1e-9)
+        emit({ event: 'echoed', index, bytes: got, equal, connect_ms: connectMs, first_byte_ms: firstByteMs, mib_per_s: mibPerS })
         resolve(equal)
       })
     })
-    const results = await Promise.all(Array.from({ length: Number(args.count) }, (_, i) => one(i)))
+    const count = Number(args.count)
+    let results = []
+    if (args.serial) {
+      for (let i = 0; i < count; i++) results.push(await one(i))
+    } else {
+      results = await Promise.all(Array.from({ length: count }, (_, i) => one(i)))
+    }
     await dht.destroy()
     process.exit(results.every(Boolean) ? 0 : 1)
   }

@@ -10,6 +10,7 @@
 //! mutable/immutable storage written by one implementation and read by the other.
 
 mod bench;
+mod bench_connect;
 mod conn;
 mod records;
 mod relay;
@@ -199,6 +200,13 @@ pub static BENCHES: &[Scenario] = &[Scenario {
     timeout: Duration::from_secs(1800),
     needs_cli: true,
     run: bench::udx,
+}, Scenario {
+    name: "bench-connect",
+    description:
+        "connections: connect -> first echoed byte over 50 serial connects, and one connection's throughput (BENCH_MIB, default 512), JS and Rust in every pairing",
+    timeout: Duration::from_secs(1800),
+    needs_cli: true,
+    run: bench_connect::connect,
 }];
 
 /// Kademlia bucket size: finds return at most this many closest nodes.
