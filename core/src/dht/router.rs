@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::connect_messages::{HandshakeMessage, HandshakeMode, HolepunchMessage};
+use super::holepunch::user_request;
 use super::server::LocalServer;
 use super::storage::Stores;
-use crate::rpc::{IncomingRequest, ReplyOptions, Request, Responder};
+use crate::rpc::{IncomingRequest, ReplyOptions, Responder};
 
 /// Answers to the client carry neither token nor closer nodes.
 const TO_CLIENT: ReplyOptions = ReplyOptions {
@@ -154,16 +155,11 @@ fn answer_as_server(
     let Ok(v) = back.encode() else { return };
     match punch_socket {
         // Sent from the punch socket, the relay reports that socket's mapping to the client.
-        Some(socket) => socket.send_now(&Request {
-            tid: req.tid,
-            to: next,
-            id: None,
-            token: None,
-            internal: false,
-            command: req.command,
-            target: req.target,
-            value: Some(v),
-        }),
+        Some(socket) => {
+            if let Some(target) = req.target {
+                socket.send_now(&user_request(req.tid, next, req.command, target, v));
+            }
+        }
         None => out.relay(req, Some(&v), next),
     }
 }

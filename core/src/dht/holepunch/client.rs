@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::puncher::Puncher;
+use super::socket::user_request;
 use super::{pick_relay, RandomPunchGuard};
 use crate::dht::connect::Dialled;
 use crate::dht::connect_messages::{
@@ -11,7 +12,7 @@ use crate::dht::connect_messages::{
 };
 use crate::dht::handshake::{errors, firewall};
 use crate::dht::{commands, peer_target, DhtError, HyperDht};
-use crate::rpc::{NodeId, Request};
+use crate::rpc::NodeId;
 use crate::udx::UdxStream;
 
 /// Patience for one relayed PEER_HOLEPUNCH, and its resends.
@@ -230,16 +231,7 @@ impl Client<'_> {
         }
         .encode()
         .map_err(|_| DhtError::HolepunchAborted("cannot encode the message"))?;
-        let req = Request {
-            tid: 0,
-            to: relay,
-            id: None,
-            token: None,
-            internal: false,
-            command: commands::PEER_HOLEPUNCH,
-            target: Some(self.target),
-            value: Some(value),
-        };
+        let req = user_request(0, relay, commands::PEER_HOLEPUNCH, self.target, value);
         let res = self
             .puncher
             .main()

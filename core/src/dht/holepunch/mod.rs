@@ -11,7 +11,7 @@ mod socket;
 
 pub(crate) use client::holepunch;
 pub(crate) use server::{HolepunchRelayed, ServerPunch, ServerPunchSetup};
-pub(crate) use socket::PunchSocket;
+pub(crate) use socket::{user_request, PunchSocket};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

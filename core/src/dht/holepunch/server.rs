@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::puncher::Puncher;
-use super::socket::{Incoming, PunchSocket};
+use super::socket::{user_request, Incoming, PunchSocket};
 use super::RandomPunches;
 use crate::dht::commands;
 use crate::dht::connect_messages::{
@@ -295,16 +295,13 @@ impl Session {
         .encode() else {
             return;
         };
-        self.puncher.main().send_now(&Request {
-            tid: msg.tid,
-            to: msg.relay,
-            id: None,
-            token: None,
-            internal: false,
-            command: commands::PEER_HOLEPUNCH,
-            target: Some(self.target),
-            value: Some(value),
-        });
+        self.puncher.main().send_now(&user_request(
+            msg.tid,
+            msg.relay,
+            commands::PEER_HOLEPUNCH,
+            self.target,
+            value,
+        ));
     }
 }
 

@@ -28,6 +28,27 @@ type Pending = Arc<Mutex<HashMap<u16, oneshot::Sender<Response>>>>;
 /// A probe that arrived: on which socket, from where.
 pub(crate) type Probe = (UdxSocket, SocketAddr);
 
+/// A hyperdht (non-internal) request without id or token, as punch sockets send them: the
+/// tid is the asker's when relaying, else chosen by [`PunchSocket::request`].
+pub(crate) fn user_request(
+    tid: u16,
+    to: SocketAddr,
+    command: u64,
+    target: crate::rpc::NodeId,
+    value: Vec<u8>,
+) -> Request {
+    Request {
+        tid,
+        to,
+        id: None,
+        token: None,
+        internal: false,
+        command,
+        target: Some(target),
+        value: Some(value),
+    }
+}
+
 /// A dht-rpc request that arrived on a punch socket, with its sender.
 pub(crate) type Incoming = (Request, SocketAddr);
 
