@@ -122,11 +122,11 @@ impl HyperDht {
             opts,
         )
         .await?;
-        Ok(Connection::new(
-            stream,
-            d.handshake.outcome,
-            key_pair.public_key(),
-        ))
+        let mut conn = Connection::new(stream, d.handshake.outcome, key_pair.public_key());
+        match tokio::time::timeout(PASSIVE_CONNECT_TIMEOUT, conn.opened()).await {
+            Ok(Ok(())) => Ok(conn),
+            _ => Err(DhtError::Timeout),
+        }
     }
 
     /// Connects the raw stream along the first path that works, as hyperdht's client does.

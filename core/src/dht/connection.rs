@@ -1,8 +1,10 @@
 //! An encrypted connection: SecretStream framing over a UDX stream, as tokio
 //! `AsyncRead` + `AsyncWrite`.
 //!
-//! The header frame goes out as soon as the connection exists (JS does the same); reads wait
-//! for the peer's header. Empty messages are keepalives: we send one after every
+//! The header frame goes out as soon as the connection exists (JS does the same), and
+//! [`HyperDht::connect`](super::HyperDht::connect) and [`Server::accept`](super::Server::accept)
+//! hand a connection out only once the peer's header has arrived ([`Connection::opened`],
+//! JS's 'open'). Empty messages are keepalives: we send one after every
 //! [`KEEPALIVE`] without writes, as hyperdht does, and never hand the peer's to the reader.
 
 use std::io;
@@ -168,6 +170,47 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// Reads one chunk of raw bytes and decrypts what it completes into `plain`. Ready(false)
+    /// at the end of the stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        let mut raw = ReadBuf::new(&mut self.raw);
+        ready!(Pin::new(&mut self.stream).poll_read(cx, &mut raw))?;
+        if raw.filled().is_empty() {
+            return Poll::Ready(Ok(false));
+        }
+        let messages = self.shared.lock().crypto.decrypt(raw.filled());
+        match messages {
+            Ok(messages) => {
+                for m in messages {
+                    self.plain.extend_from_slice(&m);
+                }
+                Poll::Ready(Ok(true))
+            }
+            Err(e) => {
+                // A frame that does not authenticate means the peer or the path is not who
+                // the handshake said: nothing after it can be trusted.
+                self.stream.destroy();
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)))
+            }
+        }
+    }
+
+    /// Waits for the peer's header frame: proof that the other end of the stream holds the
+    /// handshake's keys (JS's 'open'). Data that arrives with it stays readable.
+    pub async fn opened(&mut self) -> io::Result<()> {
+        std::future::poll_fn(|cx| {
+            while !self.shared.lock().crypto.header_received() {
+                if !ready!(self.poll_fill(cx))? {
+                    return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+                }
+            }
+            Poll::Ready(Ok(()))
+        })
+        .await
+    }
+}
+
 impl AsyncRead for Connection {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -180,28 +223,14 @@ impl AsyncRead for Connection {
                 let n = buf.remaining().min(this.plain.len() - this.plain_at);
                 buf.put_slice(&this.plain[this.plain_at..this.plain_at + n]);
                 this.plain_at += n;
+                if this.plain_at == this.plain.len() {
+                    this.plain.clear();
+                    this.plain_at = 0;
+                }
                 return Poll::Ready(Ok(()));
             }
-            this.plain.clear();
-            this.plain_at = 0;
-            let mut raw = ReadBuf::new(&mut this.raw);
-            ready!(Pin::new(&mut this.stream).poll_read(cx, &mut raw))?;
-            if raw.filled().is_empty() {
+            if !ready!(this.poll_fill(cx))? {
                 return Poll::Ready(Ok(()));
-            }
-            let messages = this.shared.lock().crypto.decrypt(raw.filled());
-            match messages {
-                Ok(messages) => {
-                    for m in messages {
-                        this.plain.extend_from_slice(&m);
-                    }
-                }
-                Err(e) => {
-                    // A frame that does not authenticate means the peer or the path is not
-                    // who the handshake said: nothing after it can be trusted.
-                    this.stream.destroy();
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
-                }
             }
         }
     }

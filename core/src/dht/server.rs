@@ -9,7 +9,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::addr::local_addresses;
-use super::connect::wait_connected;
+use super::connect::{wait_connected, PASSIVE_CONNECT_TIMEOUT};
 use super::connect_messages::{HolepunchInfo, NoisePayload, RelayInfo};
 use super::connection::Connection;
 use super::handshake::{firewall, payload_for, HandshakeCache, Handshaken};
@@ -128,8 +128,14 @@ impl LocalServer {
             let incoming = self.incoming.clone();
             let public_key = self.public_key;
             tokio::spawn(async move {
-                if wait_connected(&stream).await.is_ok() {
-                    let conn = Connection::new(stream, outcome, public_key);
+                if wait_connected(&stream).await.is_err() {
+                    return;
+                }
+                let mut conn = Connection::new(stream, outcome, public_key);
+                // Only a peer that holds the session keys gets handed out: a replayed
+                // message 1 opens no stream that sends a valid header.
+                let opened = tokio::time::timeout(PASSIVE_CONNECT_TIMEOUT, conn.opened()).await;
+                if matches!(opened, Ok(Ok(()))) {
                     // A full queue drops the connection, which resets it for the client.
                     let _ = incoming.try_send(conn);
                 }
