@@ -7,6 +7,7 @@
 //! JS's 'open'). Empty messages are keepalives: we send one after every
 //! [`KEEPALIVE`] without writes, as hyperdht does, and never hand the peer's to the reader.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -57,8 +58,9 @@ impl Shared {
 pub struct Connection {
     stream: UdxStream,
     shared: Arc<Shared>,
-    plain: Vec<u8>,
-    plain_at: usize,
+    /// Decrypted messages not yet read, and how far into the first one reads got.
+    messages: VecDeque<Vec<u8>>,
+    front_at: usize,
     raw: Box<[u8]>,
     outcome: HandshakeOutcome,
     public_key: [u8; 32],
@@ -98,8 +100,8 @@ impl Connection {
         Connection {
             stream,
             shared,
-            plain: Vec::new(),
-            plain_at: 0,
+            messages: VecDeque::new(),
+            front_at: 0,
             raw: vec![0u8; READ_CHUNK].into_boxed_slice(),
             outcome,
             public_key,
@@ -182,9 +184,9 @@ impl Connection {
         let messages = self.shared.lock().crypto.decrypt(raw.filled());
         match messages {
             Ok(messages) => {
-                for m in messages {
-                    self.plain.extend_from_slice(&m);
-                }
+                // Empty messages are keepalives.
+                self.messages
+                    .extend(messages.into_iter().filter(|m| !m.is_empty()));
                 Poll::Ready(Ok(true))
             }
             Err(e) => {
@@ -194,6 +196,39 @@ impl Connection {
                 Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)))
             }
         }
+    }
+
+    /// The next whole message the peer sent (what is left of it, if byte reads took part of
+    /// it); `None` at the end of the stream. For message protocols such as Protomux, where
+    /// every frame is one message.
+    pub async fn read_message(&mut self) -> io::Result<Option<Vec<u8>>> {
+        std::future::poll_fn(|cx| loop {
+            if let Some(mut m) = self.messages.pop_front() {
+                let at = std::mem::take(&mut self.front_at);
+                return Poll::Ready(Ok(Some(m.split_off(at))));
+            }
+            if !ready!(self.poll_fill(cx))? {
+                return Poll::Ready(Ok(None));
+            }
+        })
+        .await
+    }
+
+    /// Sends `data` as one message (at most [`MAX_MESSAGE`](crate::crypto::secretstream::MAX_MESSAGE) bytes), after anything written
+    /// before.
+    pub async fn write_message(&mut self, data: &[u8]) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_drain(cx)).await?;
+        {
+            let mut tx = self.shared.lock();
+            let frame = tx
+                .crypto
+                .encrypt(data)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            tx.out = frame;
+            tx.out_at = 0;
+        }
+        self.shared.wrote.store(true, Ordering::Relaxed);
+        std::future::poll_fn(|cx| self.poll_drain(cx)).await
     }
 
     /// Waits for the peer's header frame: proof that the other end of the stream holds the
@@ -219,13 +254,13 @@ impl AsyncRead for Connection {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            if this.plain_at < this.plain.len() {
-                let n = buf.remaining().min(this.plain.len() - this.plain_at);
-                buf.put_slice(&this.plain[this.plain_at..this.plain_at + n]);
-                this.plain_at += n;
-                if this.plain_at == this.plain.len() {
-                    this.plain.clear();
-                    this.plain_at = 0;
+            if let Some(front) = this.messages.front() {
+                let n = buf.remaining().min(front.len() - this.front_at);
+                buf.put_slice(&front[this.front_at..this.front_at + n]);
+                this.front_at += n;
+                if this.front_at == front.len() {
+                    this.messages.pop_front();
+                    this.front_at = 0;
                 }
                 return Poll::Ready(Ok(()));
             }

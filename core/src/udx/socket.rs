@@ -67,6 +67,9 @@ struct Slot {
     first_seen: Option<(UdxSocket, SocketAddr)>,
     reader: Option<Waker>,
     writer: Option<Waker>,
+    /// A relaying stream (blind relay): its packets are not processed but forwarded as they
+    /// are to this stream of the instance, under that stream's remote id.
+    relay_to: Option<u32>,
     /// Woken when the stream gets a socket or closes.
     watchers: Vec<Waker>,
     messages: VecDeque<Vec<u8>>,
@@ -237,6 +240,7 @@ impl Slot {
             socket: None,
             accept: None,
             first_seen: None,
+            relay_to: None,
             reader: None,
             writer: None,
             watchers: Vec::new(),
@@ -476,6 +480,14 @@ fn route(me: &Me<'_>, state: &mut State, now: Instant, bytes: &[u8], from: Socke
                     }
                 }
             }
+            if let Some(dest) = slot.relay_to {
+                if bytes[2] & packet::DESTROY != 0 {
+                    slot.stream.destroy();
+                    slot.wake_all();
+                }
+                forward(state, dest, bytes);
+                return;
+            }
             slot.stream.handle_datagram(now, bytes);
             if !bound_to(slot, my_id) {
                 slot.poke();
@@ -489,6 +501,29 @@ fn route(me: &Me<'_>, state: &mut State, now: Instant, bytes: &[u8], from: Socke
     };
     if unrouted.try_send(d).is_err() {
         state.unrouted_dropped += 1;
+    }
+}
+
+/// Sends a relayed packet on to stream `dest`: same bytes, with the id rewritten to the id
+/// its peer knows it by. Dropped while `dest` has no path yet (the sender retransmits).
+fn forward(state: &mut State, dest: u32, bytes: &[u8]) {
+    let Some(d) = state.streams.get_mut(&dest) else {
+        return;
+    };
+    let (Some(socket), Some(remote_id), Some(addr)) = (
+        d.socket.as_ref(),
+        d.stream.remote_id(),
+        d.stream.remote_addr(),
+    ) else {
+        return;
+    };
+    let mut out = bytes.to_vec();
+    out[4..8].copy_from_slice(&remote_id.to_le_bytes());
+    // A full socket buffer loses the packet, as the network could.
+    let _ = socket.try_send_to(&out, addr);
+    if bytes[2] & packet::DESTROY != 0 {
+        d.stream.destroy();
+        d.wake_all();
     }
 }
 
@@ -694,6 +729,20 @@ impl UdxStream {
                 None => slot.accept = Some(remote_id),
             }
         })
+    }
+
+    /// Makes this stream a relay to `dest` (another stream of the same instance): packets
+    /// that arrive for this stream are forwarded untouched to `dest`'s peer, under the id that
+    /// peer knows `dest` by. Set it both ways to join two peers (a blind relay).
+    pub fn relay_to(&self, dest: &UdxStream) -> io::Result<()> {
+        if !Arc::ptr_eq(&self.inner, &dest.inner) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "relay target belongs to another instance",
+            ));
+        }
+        let dest = dest.id;
+        self.with(|slot| slot.relay_to = Some(dest))
     }
 
     /// Writes all of `data` if nothing else is waiting to be sent (see
