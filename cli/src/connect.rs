@@ -163,6 +163,7 @@ pub async fn connect(args: ConnectArgs) -> Result<(), String> {
     let dht = start(&args.bootstrap, args.firewalled).await?;
     let opts = ConnectOptions {
         local_connection: !args.no_lan,
+        ..ConnectOptions::default()
     };
     let mut tasks = tokio::task::JoinSet::new();
     let mut failed = None;

@@ -104,6 +104,7 @@ async fn holepunch_when_the_lan_shortcut_is_off() {
     });
     let opts = ConnectOptions {
         local_connection: false,
+        ..ConnectOptions::default()
     };
     let mut conn = client_dht
         .connect_with(&KeyPair::generate(), &server_kp.public_key(), opts)
@@ -184,4 +185,51 @@ async fn forged_and_replayed_handshakes_yield_no_connection() {
     conn.write_all(b"x").await.unwrap();
     let accepted = server.accept().await.unwrap();
     assert_eq!(accepted.remote_public_key(), client_kp.public_key());
+}
+
+/// When no direct path exists, a blind relay joins the two streams: the client names the
+/// relay, both sides pair through it, and the bytes flow end to end encrypted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blind_relay_carries_the_connection() {
+    use hyperswarm::dht::ConnectOptions;
+    let net = Testnet::new(6, LOOPBACK).await.unwrap();
+    let firewalled = || hyperswarm::rpc::Config {
+        quick_firewall: false,
+        ..Default::default()
+    };
+    let relay_dht = net.client().await.unwrap();
+    let relay = relay_dht.serve_relay(&KeyPair::generate()).await.unwrap();
+    let server_dht = net.client_with(firewalled()).await.unwrap();
+    let client_dht = net.client_with(firewalled()).await.unwrap();
+    let server_kp = KeyPair::generate();
+    let mut server = server_dht.listen(&server_kp, None).await.unwrap();
+    let echo = tokio::spawn(async move {
+        let mut conn = server.accept().await.unwrap();
+        let relayed = conn.is_relayed();
+        let mut all = Vec::new();
+        conn.read_to_end(&mut all).await.unwrap();
+        conn.write_all(&all).await.unwrap();
+        conn.shutdown().await.unwrap();
+        (relayed, conn.closed().await)
+    });
+    // No holepunch and no LAN: the relay is the only way.
+    let opts = ConnectOptions {
+        local_connection: false,
+        holepunch: false,
+        relay_through: Some(relay.public_key()),
+    };
+    let mut conn = client_dht
+        .connect_with(&KeyPair::generate(), &server_kp.public_key(), opts)
+        .await
+        .unwrap();
+    assert!(conn.is_relayed());
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    conn.write_all(&data).await.unwrap();
+    conn.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    conn.read_to_end(&mut back).await.unwrap();
+    assert_eq!(back, data);
+    let (server_relayed, reason) = echo.await.unwrap();
+    assert!(server_relayed);
+    assert_eq!(reason, hyperswarm::udx::CloseReason::Ended);
 }

@@ -186,8 +186,8 @@ async fn relayed_streams_carry_data_both_ways() {
     let rb = relay.create_stream(Config::default());
     ra.accept_first(a_id).unwrap();
     rb.accept_first(b_id).unwrap();
-    ra.relay_to(&rb).unwrap();
-    rb.relay_to(&ra).unwrap();
+    ra.relay_to(&rb.watch()).unwrap();
+    rb.relay_to(&ra.watch()).unwrap();
 
     // Each side connects to the relay's stream for it, as a blind-relay pair reply says.
     let mut sa = a

@@ -65,6 +65,9 @@ pub struct Connection {
     outcome: HandshakeOutcome,
     public_key: [u8; 32],
     keepalive: Option<JoinHandle<()>>,
+    /// The connection to the blind relay carrying this one, if relayed: it lives as long as
+    /// this connection.
+    relay: Option<Box<Connection>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -106,7 +109,18 @@ impl Connection {
             outcome,
             public_key,
             keepalive: Some(keepalive),
+            relay: None,
         }
+    }
+
+    /// Keeps the blind relay's connection open as long as this one.
+    pub(crate) fn keep_relay(&mut self, relay: Connection) {
+        self.relay = Some(Box::new(relay));
+    }
+
+    /// Whether the connection runs through a blind relay.
+    pub fn is_relayed(&self) -> bool {
+        self.relay.is_some()
     }
 
     /// The peer's static public key, authenticated by the handshake.

@@ -62,6 +62,10 @@ struct Slot {
     /// When set, the first packet from anywhere connects the stream to its source, with this
     /// remote id (libudx's firewall hook accepting the packet).
     accept: Option<u32>,
+    /// Packets from here never connect the stream by `accept`/`first_seen` (a blind
+    /// relay's address: its packets are for the relayed path, which is connected
+    /// explicitly once the pairing answers).
+    accept_except: Option<SocketAddr>,
     /// Where the first packet of a stream without a socket and without `accept` came from,
     /// so a later [`UdxStream::accept_first`] can connect there at once.
     first_seen: Option<(UdxSocket, SocketAddr)>,
@@ -239,6 +243,7 @@ impl Slot {
             stream,
             socket: None,
             accept: None,
+            accept_except: None,
             first_seen: None,
             relay_to: None,
             reader: None,
@@ -458,7 +463,7 @@ fn route(me: &Me<'_>, state: &mut State, now: Instant, bytes: &[u8], from: Socke
         // A stream destroyed before it ever had a socket is only waiting for its handle to
         // go; its packets are nobody's.
         if let Some(slot) = slot.filter(|s| s.stream.is_closed().is_none() || s.socket.is_some()) {
-            if slot.socket.is_none() {
+            if slot.socket.is_none() && slot.accept_except != Some(from) {
                 if let Some(inner) = me.socket.upgrade() {
                     let here = UdxSocket {
                         udx: Udx {
@@ -629,6 +634,23 @@ impl StreamWatch {
         .await
     }
 
+    /// The stream's id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// See [`UdxStream::relay_to`].
+    pub fn relay_to(&self, dest: &StreamWatch) -> io::Result<()> {
+        if !Arc::ptr_eq(&self.inner, &dest.inner) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "relay target belongs to another instance",
+            ));
+        }
+        let dest = dest.id;
+        self.with(|slot| slot.relay_to = Some(dest))
+    }
+
     /// Waits until the stream has a path (connected or accepted) or has closed.
     pub async fn closed_or_connected(&self) {
         poll_fn(|cx| {
@@ -734,15 +756,14 @@ impl UdxStream {
     /// Makes this stream a relay to `dest` (another stream of the same instance): packets
     /// that arrive for this stream are forwarded untouched to `dest`'s peer, under the id that
     /// peer knows `dest` by. Set it both ways to join two peers (a blind relay).
-    pub fn relay_to(&self, dest: &UdxStream) -> io::Result<()> {
-        if !Arc::ptr_eq(&self.inner, &dest.inner) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "relay target belongs to another instance",
-            ));
-        }
-        let dest = dest.id;
-        self.with(|slot| slot.relay_to = Some(dest))
+    pub fn relay_to(&self, dest: &StreamWatch) -> io::Result<()> {
+        self.watch().relay_to(dest)
+    }
+
+    /// Packets from `addr` will not connect this stream through
+    /// [`UdxStream::accept_first`] (JS's firewall hook ignoring the relay's traffic).
+    pub fn accept_except(&self, addr: SocketAddr) -> io::Result<()> {
+        self.with(|slot| slot.accept_except = Some(addr))
     }
 
     /// Writes all of `data` if nothing else is waiting to be sent (see
