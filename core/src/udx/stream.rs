@@ -36,8 +36,6 @@ const MAX_OOO_DISTANCE: u64 = 65536;
 const MAX_OOO_PACKETS: usize = 16384;
 /// Sent-but-unacknowledged packets (including SACKed ones above a hole).
 const MAX_OUTSTANDING: usize = 2 * MAX_CWND as usize;
-/// Pure ACKs owed at once; more collapse into these (they carry the same cumulative state).
-const MAX_PENDING_ACKS: u32 = 256;
 /// Queued unreliable messages and probes.
 const MAX_CONTROL: usize = 256;
 /// Queued events; messages beyond this are dropped and counted.
@@ -156,8 +154,8 @@ pub struct Stats {
 /// A packet we sent that is not yet cumulatively acknowledged.
 #[derive(Debug)]
 struct Sent {
-    flags: u8,
-    payload: Vec<u8>,
+    /// The encoded datagram; a retransmission refreshes its ack and window in place.
+    packet: Vec<u8>,
     sent_at: Instant,
     transmits: u32,
     rto_timeouts: u32,
@@ -195,7 +193,10 @@ pub struct Stream {
     stats: Stats,
     events: VecDeque<Event>,
     control: VecDeque<Control>,
-    pending_acks: u32,
+    /// Something arrived that the peer must hear about (DATA, END, HEARTBEAT, a window that
+    /// reopened). One pure ACK answers everything received since the last one; a DATA/END
+    /// packet leaving first carries the same cumulative ack and settles it.
+    ack_owed: bool,
 
     // Send side.
     send_buf: VecDeque<u8>,
@@ -263,7 +264,7 @@ impl Stream {
             stats: Stats::default(),
             events: VecDeque::new(),
             control: VecDeque::new(),
-            pending_acks: 0,
+            ack_owed: false,
             send_buf: VecDeque::new(),
             write_blocked: false,
             end_queued: false,
@@ -413,7 +414,7 @@ impl Stream {
             return;
         }
         self.control.clear();
-        self.pending_acks = 0;
+        self.ack_owed = false;
         if let Some((remote_id, _)) = self.remote {
             let h = self.header(remote_id, DESTROY);
             self.control
@@ -513,13 +514,21 @@ impl Stream {
 
     /// The next datagram to send, if any is due at `now`.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        let mut payload = Vec::new();
+        let dest = self.poll_transmit_into(now, &mut payload)?;
+        Some(Transmit { dest, payload })
+    }
+
+    /// [`Stream::poll_transmit`], appending the datagram to `out` instead of allocating one;
+    /// returns its destination. A driver batching sends (GSO, `sendmmsg`) fills one buffer
+    /// this way. Nothing is appended when it returns `None`.
+    pub fn poll_transmit_into(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<SocketAddr> {
         let (remote_id, dest) = self.remote?;
-        let bytes = self.next_packet(now, remote_id)?;
+        if !self.next_packet(now, remote_id, out) {
+            return None;
+        }
         self.stats.packets_tx += 1;
-        Some(Transmit {
-            dest,
-            payload: bytes,
-        })
+        Some(dest)
     }
 
     /// Processes one datagram addressed to this stream (the driver has already checked
@@ -660,7 +669,7 @@ impl Stream {
     }
 
     fn owe_ack(&mut self) {
-        self.pending_acks = (self.pending_acks + 1).min(MAX_PENDING_ACKS);
+        self.ack_owed = true;
     }
 
     fn sack_blocks(&self) -> Vec<SackBlock> {
@@ -732,36 +741,48 @@ impl Stream {
         unsent && self.new_data_allowed()
     }
 
-    fn next_packet(&mut self, now: Instant, remote_id: u32) -> Option<Vec<u8>> {
+    /// Appends the next due datagram to `out`; false when nothing is due.
+    fn next_packet(&mut self, now: Instant, remote_id: u32, out: &mut Vec<u8>) -> bool {
         if self.closed.is_none() {
             self.update_probe(now);
         }
         if let Some(c) = self.control.pop_front() {
-            return Some(match c {
-                Control::Raw(b) => b,
+            match c {
+                Control::Raw(b) => out.extend_from_slice(&b),
                 Control::Heartbeat => {
                     let h = self.header(remote_id, HEARTBEAT);
-                    packet::encode(&h, &[], &[])
+                    packet::encode_into(&h, &[], &[], out);
                 }
                 Control::Message(m) => {
                     let h = self.header(remote_id, MESSAGE);
-                    packet::encode(&h, &[], &m)
+                    packet::encode_into(&h, &[], &m, out);
                 }
-            });
+            }
+            return true;
         }
-        if self.pending_acks > 0 {
-            self.pending_acks -= 1;
+        if self.closed.is_none() && self.next_data(now, remote_id, out) {
+            // The data packet carries our cumulative ack; only SACK blocks need a pure ACK.
+            if self.ooo.is_empty() {
+                self.ack_owed = false;
+            }
+            return true;
+        }
+        if std::mem::take(&mut self.ack_owed) {
             let sacks = self.sack_blocks();
             let h = self.header(remote_id, 0);
-            return Some(packet::encode(&h, &sacks, &[]));
+            packet::encode_into(&h, &sacks, &[], out);
+            return true;
         }
-        if self.closed.is_some() {
-            return None;
-        }
+        false
+    }
+
+    /// Appends a retransmission or a new DATA/END packet when the windows and the pacer let
+    /// one leave now.
+    fn next_data(&mut self, now: Instant, remote_id: u32, out: &mut Vec<u8>) -> bool {
         // A tail-loss probe goes out whatever the window and pacer say.
         let probe = std::mem::take(&mut self.probe_due);
         if !probe && (self.pacer.next().is_some_and(|t| t > now) || !self.data_ready()) {
-            return None;
+            return false;
         }
         while let Some(seq) = self.retransmit.pop_front() {
             if seq < self.remote_acked {
@@ -774,51 +795,67 @@ impl Stream {
             if s.delivered || !s.lost {
                 continue;
             }
-            let (flags, payload) = (s.flags, s.payload.clone());
+            let tx = self.rate.on_send(now, self.inflight == 0);
+            // Retransmissions carry the current ack and window (libudx a9af5de).
+            let (window, ack) = (self.window(), self.ack as u32);
+            self.last_window = window;
             let s = &mut self.outgoing[i];
             s.lost = false;
             s.transmits += 1;
             s.sent_at = now;
-            s.tx = self.rate.on_send(now, self.inflight == 0);
+            s.tx = tx;
+            packet::refresh_ack(&mut s.packet, window, ack);
+            out.extend_from_slice(&s.packet);
+            let wire = s.packet.len();
             self.inflight += 1;
             self.stats.retransmits += 1;
-            // Retransmissions carry the current ack and window (libudx a9af5de).
-            let mut h = self.header(remote_id, flags);
-            h.seq = seq as u32;
-            return Some(self.sent_data(now, h, &payload));
+            self.sent_data(now, wire);
+            return true;
         }
         if !probe && !self.new_data_allowed() || self.outgoing.len() >= MAX_OUTSTANDING {
-            return None;
+            return false;
         }
-        let (flags, payload) = if !self.send_buf.is_empty() {
-            let n = self.send_buf.len().min(self.config.max_payload);
-            let payload: Vec<u8> = self.send_buf.drain(..n).collect();
-            if self.write_blocked && self.send_buf.len() <= self.config.send_buffer / 2 {
-                self.write_blocked = false;
-                self.push_event(Event::Writable);
-            }
-            (DATA, payload)
+        let flags = if !self.send_buf.is_empty() {
+            DATA
         } else if self.end_queued && !self.end_sent {
             self.end_sent = true;
-            (END, Vec::new())
+            END
         } else {
             if self.inflight < self.cc.cwnd() && self.retransmit.is_empty() {
                 // Nothing to send and room to send it: bandwidth samples taken now say
                 // more about the application than about the path.
                 self.rate.on_app_limited(self.inflight);
             }
-            return None;
+            return false;
         };
         if self.inflight == 0 {
             self.cc.on_transmit_start(now, self.rate.is_app_limited());
         }
         let tx = self.rate.on_send(now, self.inflight == 0);
         let h = self.header(remote_id, flags);
-        let bytes = self.sent_data(now, h, &payload);
+        let n = if flags == DATA {
+            self.send_buf.len().min(self.config.max_payload)
+        } else {
+            0
+        };
+        // Straight from the send buffer into the packet we keep for retransmission: one copy
+        // of the payload, with two slices of memcpy rather than a byte-wise drain.
+        let mut pkt = Vec::with_capacity(packet::HEADER_LEN + n);
+        h.encode_into(&mut pkt);
+        let (a, b) = self.send_buf.as_slices();
+        let from_a = n.min(a.len());
+        pkt.extend_from_slice(&a[..from_a]);
+        pkt.extend_from_slice(&b[..n - from_a]);
+        self.send_buf.drain(..n);
+        if n > 0 && self.write_blocked && self.send_buf.len() <= self.config.send_buffer / 2 {
+            self.write_blocked = false;
+            self.push_event(Event::Writable);
+        }
+        out.extend_from_slice(&pkt);
+        self.sent_data(now, pkt.len());
         self.outgoing.push_back(Sent {
             tx,
-            flags,
-            payload,
+            packet: pkt,
             sent_at: now,
             transmits: 1,
             rto_timeouts: 0,
@@ -830,19 +867,17 @@ impl Stream {
         if !probe {
             self.arm_tlp(now);
         }
-        Some(bytes)
+        true
     }
 
-    /// Bookkeeping shared by first transmissions and retransmissions.
-    fn sent_data(&mut self, now: Instant, h: Header, payload: &[u8]) -> Vec<u8> {
+    /// Bookkeeping shared by first transmissions and retransmissions of `wire` bytes.
+    fn sent_data(&mut self, now: Instant, wire: usize) {
         // Pace by what goes on the wire, header included.
-        let wire = payload.len() + packet::HEADER_LEN;
         self.pacer.on_sent(now, wire, self.cc.pacing_rate());
         if self.rto_at.is_none() {
             self.rto_at = Some(now + self.rtt.rto());
         }
         self.probe_at = None;
-        packet::encode(&h, &[], payload)
     }
 
     /// Zero-window probing: the peer's window is shut, nothing is in flight and data waits.
