@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use super::packet;
@@ -156,6 +156,9 @@ impl Udx {
         let local_addr = udp.local_addr()?;
         static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
+        // The task may start on another worker before `new_cyclic` returns, when its weak
+        // handle cannot be upgraded yet and would read as "socket dropped": it waits for this.
+        let (started, start) = oneshot::channel();
         let inner = Arc::new_cyclic(|me: &Weak<SocketInner>| {
             let task = tokio::spawn(run(
                 self.inner.clone(),
@@ -163,6 +166,7 @@ impl Udx {
                 id,
                 udp.clone(),
                 unrouted,
+                start,
             ));
             SocketInner {
                 id,
@@ -172,6 +176,7 @@ impl Udx {
                 task,
             }
         });
+        let _ = started.send(());
         Ok(UdxSocket {
             udx: self.clone(),
             inner,
@@ -341,7 +346,11 @@ async fn run(
     my_id: u64,
     udp: Arc<UdpSocket>,
     unrouted: mpsc::Sender<Datagram>,
+    start: oneshot::Receiver<()>,
 ) {
+    if start.await.is_err() {
+        return;
+    }
     let mut buf = vec![0u8; RECV_BUF];
     let mut out: Vec<Transmit> = Vec::new();
     let mut busy = false;
