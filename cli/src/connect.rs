@@ -5,7 +5,7 @@ use std::time::Instant;
 use clap::Args;
 use hyperswarm::dht::{ConnectOptions, Connection, HyperDht, KeyPair, ListenOptions};
 use serde_json::json;
-use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::dht::{client_config, wait_for_exit, BootstrapArg};
@@ -292,6 +292,12 @@ fn report(
     }
 }
 
+/// Bytes of the random block a benchmark connection repeats (prime, so chunk and packet
+/// boundaries drift across it).
+const BLOCK: usize = 1_048_573;
+/// Bytes per write and read.
+const CHUNK: usize = 64 * 1024;
+
 struct Echoed {
     relayed: bool,
     first_byte_ms: Option<f64>,
@@ -321,32 +327,29 @@ async fn one(
     let remote_address = conn.remote_addr().map(|a| a.to_string());
     let relayed = conn.is_relayed();
     let t1 = Instant::now();
+    // One block of random bytes sent over and over at a prime stride, so every position in
+    // the stream is checkable against the block without hashing (a benchmark client must
+    // not be slower than the connection it measures).
+    let block: Arc<Vec<u8>> = Arc::new((0..BLOCK).map(|_| rand::random::<u8>()).collect());
     let (mut r, mut w) = tokio::io::split(conn);
-    let writer = tokio::spawn(async move {
-        let mut sent = Sha256::new();
-        let mut block = vec![0u8; 64 * 1024];
-        let mut left = bytes;
-        let mut x: u64 = rand::random();
-        while left > 0 {
-            for b in block.iter_mut() {
-                // xorshift: cheap bytes that are not a repeating pattern.
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                *b = x as u8;
+    let writer = {
+        let block = block.clone();
+        tokio::spawn(async move {
+            let mut sent = 0u64;
+            while sent < bytes {
+                let at = (sent % BLOCK as u64) as usize;
+                let n = (BLOCK - at).min(CHUNK).min((bytes - sent) as usize);
+                w.write_all(&block[at..at + n]).await?;
+                sent += n as u64;
             }
-            let n = left.min(block.len() as u64) as usize;
-            w.write_all(&block[..n]).await?;
-            sent.update(&block[..n]);
-            left -= n as u64;
-        }
-        w.shutdown().await?;
-        Ok::<_, std::io::Error>((w, sent.finalize()))
-    });
-    let mut got = Sha256::new();
+            w.shutdown().await?;
+            Ok::<_, std::io::Error>(w)
+        })
+    };
     let mut total = 0u64;
+    let mut equal = true;
     let mut first_byte_ms = None;
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; CHUNK];
     loop {
         let n = r.read(&mut buf).await.map_err(|e| format!("read: {e}"))?;
         if n == 0 {
@@ -355,10 +358,16 @@ async fn one(
         if first_byte_ms.is_none() {
             first_byte_ms = Some(t0.elapsed().as_secs_f64() * 1000.0);
         }
-        got.update(&buf[..n]);
+        let mut off = 0;
+        while off < n {
+            let at = ((total + off as u64) % BLOCK as u64) as usize;
+            let m = (BLOCK - at).min(n - off);
+            equal &= buf[off..off + m] == block[at..at + m];
+            off += m;
+        }
         total += n as u64;
     }
-    let (w, sent) = writer
+    let w = writer
         .await
         .map_err(|e| format!("writer: {e}"))?
         .map_err(|e| format!("write: {e}"))?;
@@ -370,7 +379,7 @@ async fn one(
         first_byte_ms,
         remote_address,
         bytes: total,
-        equal: total == bytes && got.finalize() == sent,
+        equal: equal && total == bytes,
         connect_ms,
         mib_per_s: (2 * total) as f64 / (1024.0 * 1024.0) / secs.max(1e-9),
         close,
