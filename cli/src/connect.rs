@@ -318,6 +318,9 @@ async fn one(
     bytes: u64,
     opts: ConnectOptions,
 ) -> Result<Echoed, String> {
+    let mut block = vec![0u8; BLOCK];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut block);
+    let block = Arc::new(block);
     let t0 = Instant::now();
     let conn = dht
         .connect_with(kp, server_key, opts)
@@ -327,10 +330,9 @@ async fn one(
     let remote_address = conn.remote_addr().map(|a| a.to_string());
     let relayed = conn.is_relayed();
     let t1 = Instant::now();
-    // One block of random bytes sent over and over at a prime stride, so every position in
-    // the stream is checkable against the block without hashing (a benchmark client must
-    // not be slower than the connection it measures).
-    let block: Arc<Vec<u8>> = Arc::new((0..BLOCK).map(|_| rand::random::<u8>()).collect());
+    // One block of random bytes sent over and over, so every position in the stream is
+    // checkable against the block without hashing (a benchmark client must not be slower
+    // than the connection it measures).
     let (mut r, mut w) = tokio::io::split(conn);
     let writer = {
         let block = block.clone();
