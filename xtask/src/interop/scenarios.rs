@@ -167,7 +167,7 @@ pub static ALL: &[Scenario] = &[
     },
     Scenario {
         name: "relay-blind",
-        description: "firewalled peers with no holepunch and no LAN connect only through a blind relay: JS<->JS and both mixed directions through a Rust relay, Rust<->Rust through a JS relay",
+        description: "firewalled peers with no holepunch and no LAN connect only through a blind relay: Rust->JS and JS->Rust through a Rust relay, Rust<->Rust through a JS relay",
         timeout: Duration::from_secs(240),
         needs_cli: true,
         run: conn::blind_relay,
