@@ -1,9 +1,12 @@
-//! `listen` and `handshake`: the connection handshake on its own, until encrypted streams
-//! over UDX land.
+//! `listen` and `connect`: encrypted connections to a key pair through the DHT.
+
+use std::time::Instant;
 
 use clap::Args;
-use hyperswarm::dht::{HyperDht, KeyPair};
+use hyperswarm::dht::{ConnectOptions, Connection, HyperDht, KeyPair, ListenOptions};
 use serde_json::json;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::dht::{client_config, wait_for_exit, BootstrapArg};
 use crate::output::Out;
@@ -18,10 +21,36 @@ pub struct ListenArgs {
     /// The server key pair's seed (64 hex characters); random if absent.
     #[arg(long)]
     seed: Option<String>,
+    /// Refuse clients whose public key is this (64 hex characters).
+    #[arg(long)]
+    reject: Option<String>,
+    /// Never conclude that our DHT socket is reachable (as behind a NAT), so clients
+    /// must holepunch.
+    #[arg(long)]
+    firewalled: bool,
+    /// Pair every client that cannot connect at once through this blind relay (its public
+    /// key, 64 hex characters).
+    #[arg(long)]
+    relay_through: Option<String>,
+    /// Offer no holepunching.
+    #[arg(long)]
+    no_holepunch: bool,
 }
 
 #[derive(Args)]
-pub struct HandshakeArgs {
+pub struct RelayArgs {
+    /// Print one JSON object per line; also exit when stdin closes.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    bootstrap: BootstrapArg,
+    /// The relay key pair's seed (64 hex characters); random if absent.
+    #[arg(long)]
+    seed: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ConnectArgs {
     /// Print one JSON object per line.
     #[arg(long)]
     json: bool,
@@ -29,6 +58,31 @@ pub struct HandshakeArgs {
     bootstrap: BootstrapArg,
     /// The server's public key, 64 hex characters.
     key: String,
+    /// Our key pair's seed (64 hex characters); random if absent.
+    #[arg(long)]
+    seed: Option<String>,
+    /// Bytes to send through the server's echo and compare.
+    #[arg(long, default_value_t = 65536)]
+    bytes: u64,
+    /// Connections to open at once (each echoes `--bytes`).
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    /// Open the `--count` connections one after another instead of at once.
+    #[arg(long)]
+    serial: bool,
+    /// Never conclude that our DHT socket is reachable (as behind a NAT).
+    #[arg(long)]
+    firewalled: bool,
+    /// No LAN shortcut: reach the server only through the DHT paths and holepunching.
+    #[arg(long)]
+    no_lan: bool,
+    /// Do not holepunch.
+    #[arg(long)]
+    no_holepunch: bool,
+    /// Pair through this blind relay (its public key, 64 hex characters) alongside the
+    /// other paths.
+    #[arg(long)]
+    relay_through: Option<String>,
 }
 
 fn key32(s: &str, what: &str) -> Result<[u8; 32], String> {
@@ -37,38 +91,72 @@ fn key32(s: &str, what: &str) -> Result<[u8; 32], String> {
         .ok_or_else(|| format!("{what} must be 64 hex characters"))
 }
 
-pub async fn listen(args: ListenArgs) -> Result<(), String> {
-    let out = Out { json: args.json };
-    let kp = match &args.seed {
+fn key_pair(seed: &Option<String>) -> Result<KeyPair, String> {
+    Ok(match seed {
         Some(s) => KeyPair::from_seed(key32(s, "--seed")?),
         None => KeyPair::generate(),
-    };
-    let dht = HyperDht::bind(client_config(args.bootstrap.list()))
+    })
+}
+
+async fn start(bootstrap: &BootstrapArg, firewalled: bool) -> Result<HyperDht, String> {
+    let mut config = client_config(bootstrap.list());
+    if firewalled {
+        config.rpc.quick_firewall = false;
+    }
+    let dht = HyperDht::bind(config)
         .await
         .map_err(|e| format!("cannot start node: {e}"))?;
     dht.node().bootstrapped().await;
+    Ok(dht)
+}
+
+pub async fn listen(args: ListenArgs) -> Result<(), String> {
+    let out = Out { json: args.json };
+    let kp = key_pair(&args.seed)?;
+    let reject = args
+        .reject
+        .as_deref()
+        .map(|r| key32(r, "--reject"))
+        .transpose()?;
+    let dht = start(&args.bootstrap, args.firewalled).await?;
+    let firewall = reject.map(|bad| {
+        let f: std::sync::Arc<hyperswarm::dht::FirewallFn> =
+            std::sync::Arc::new(move |key, _, _| *key != bad);
+        f
+    });
+    let relay_through = args
+        .relay_through
+        .as_deref()
+        .map(|k| key32(k, "--relay-through"))
+        .transpose()?;
+    let opts = ListenOptions {
+        firewall,
+        relay_through,
+        holepunch: !args.no_holepunch,
+    };
     let mut server = dht
-        .listen(&kp, None)
+        .listen_with(&kp, opts)
         .await
         .map_err(|e| format!("listen: {e}"))?;
     let pk = hex::encode(server.public_key());
     let relays: Vec<String> = server.relays().iter().map(|a| a.to_string()).collect();
+    let sockets = [dht.node().local_addr(), dht.node().client_addr()].map(|a| a.port());
     out.emit(
-        json!({"event": "listening", "public_key": pk, "relays": relays}),
+        json!({"event": "listening", "public_key": pk, "relays": relays, "dht_ports": sockets}),
         || format!("listening on {pk} through {}", relays.join(", ")),
     );
     let exit = wait_for_exit(args.json);
     tokio::pin!(exit);
     loop {
         tokio::select! {
-            incoming = server.accept() => {
-                let Some(i) = incoming else { break };
-                let key = hex::encode(i.remote_public_key);
-                let udx = i.remote.udx.as_ref().map(|u| u.id);
+            conn = server.accept() => {
+                let Some(conn) = conn else { break };
+                let key = hex::encode(conn.remote_public_key());
                 out.emit(
-                    json!({"event": "handshake", "remote_public_key": key, "udx_id": udx, "client_address": i.client_address.to_string()}),
-                    || format!("handshake from {key} at {}", i.client_address),
+                    json!({"event": "connection", "remote_public_key": key, "relayed": conn.is_relayed()}),
+                    || format!("connection from {key}"),
                 );
+                tokio::spawn(echo(conn, out.json));
             }
             r = &mut exit => return r,
         }
@@ -76,36 +164,226 @@ pub async fn listen(args: ListenArgs) -> Result<(), String> {
     Ok(())
 }
 
-pub async fn handshake(args: HandshakeArgs) -> Result<(), String> {
+pub async fn relay(args: RelayArgs) -> Result<(), String> {
+    let out = Out { json: args.json };
+    let kp = key_pair(&args.seed)?;
+    let dht = start(&args.bootstrap, false).await?;
+    let relay = dht
+        .serve_relay(&kp)
+        .await
+        .map_err(|e| format!("relay: {e}"))?;
+    let pk = hex::encode(relay.public_key());
+    out.emit(json!({"event": "listening", "public_key": pk}), || {
+        format!("blind relay on {pk}")
+    });
+    let mut pairings = relay.pairings();
+    let exit = wait_for_exit(args.json);
+    tokio::pin!(exit);
+    loop {
+        tokio::select! {
+            r = pairings.changed() => {
+                if r.is_err() {
+                    return Ok(());
+                }
+                let n = *pairings.borrow_and_update();
+                out.emit(json!({"event": "paired", "pairings": n}), || format!("pairing #{n}"));
+            }
+            r = &mut exit => return r,
+        }
+    }
+}
+
+/// Echoes everything until the peer ends, then ends and waits for the clean close.
+async fn echo(mut conn: Connection, json: bool) {
+    let out = Out { json };
+    let key = hex::encode(conn.remote_public_key());
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    let result: std::io::Result<()> = async {
+        loop {
+            let n = conn.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            conn.write_all(&buf[..n]).await?;
+            total += n as u64;
+        }
+        conn.shutdown().await
+    }
+    .await;
+    let reason = match result {
+        Ok(()) => format!("{:?}", conn.closed().await),
+        Err(e) => format!("error: {e}"),
+    };
+    out.emit(
+        json!({"event": "closed", "remote_public_key": key, "bytes": total, "reason": reason}),
+        || format!("{key}: echoed {total} bytes, {reason}"),
+    );
+}
+
+pub async fn connect(args: ConnectArgs) -> Result<(), String> {
     let out = Out { json: args.json };
     let server_key = key32(&args.key, "KEY")?;
-    let dht = HyperDht::bind(client_config(args.bootstrap.list()))
+    let kp = key_pair(&args.seed)?;
+    let dht = start(&args.bootstrap, args.firewalled).await?;
+    let relay_through = args
+        .relay_through
+        .as_deref()
+        .map(|k| key32(k, "--relay-through"))
+        .transpose()?;
+    let opts = ConnectOptions {
+        local_connection: !args.no_lan,
+        holepunch: !args.no_holepunch,
+        relay_through,
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut failed = None;
+    for i in 0..args.count {
+        let (dht, kp) = (dht.clone(), kp.clone());
+        let bytes = args.bytes;
+        tasks.spawn(async move { (i, one(&dht, &kp, &server_key, bytes, opts).await) });
+        if args.serial || i + 1 == args.count {
+            while let Some(r) = tasks.join_next().await {
+                let (i, r) = r.map_err(|e| format!("task: {e}"))?;
+                if let Err(msg) = report(&out, i, &server_key, r) {
+                    failed = Some(msg);
+                }
+            }
+        }
+    }
+    match failed {
+        Some(msg) => Err(msg),
+        None => Ok(()),
+    }
+}
+
+fn report(
+    out: &Out,
+    i: usize,
+    server_key: &[u8; 32],
+    r: Result<Echoed, String>,
+) -> Result<(), String> {
+    match r {
+        Ok(e) => {
+            out.emit(
+                json!({"event": "echoed", "index": i, "bytes": e.bytes, "equal": e.equal,
+                       "connect_ms": e.connect_ms, "first_byte_ms": e.first_byte_ms,
+                       "mib_per_s": e.mib_per_s, "remote_address": e.remote_address, "relayed": e.relayed,
+                       "remote_public_key": hex::encode(server_key), "close": e.close}),
+                || {
+                    format!(
+                        "#{i}: connected in {:.1} ms, echoed {} bytes ({}), {:.1} MiB/s",
+                        e.connect_ms,
+                        e.bytes,
+                        if e.equal { "equal" } else { "DIFFERENT" },
+                        e.mib_per_s
+                    )
+                },
+            );
+            Ok(())
+        }
+        Err(msg) => {
+            out.emit(
+                json!({"event": "error", "index": i, "message": msg}),
+                || format!("#{i}: {msg}"),
+            );
+            Err(msg)
+        }
+    }
+}
+
+/// Bytes of the random block a benchmark connection repeats (prime, so chunk and packet
+/// boundaries drift across it).
+const BLOCK: usize = 1_048_573;
+/// Bytes per write and read.
+const CHUNK: usize = 64 * 1024;
+
+struct Echoed {
+    relayed: bool,
+    first_byte_ms: Option<f64>,
+    remote_address: Option<String>,
+    bytes: u64,
+    equal: bool,
+    connect_ms: f64,
+    mib_per_s: f64,
+    close: String,
+}
+
+/// One connection: connect, push `bytes` pseudo-random bytes through the echo while reading
+/// them back, compare SHA-256 of both directions, end cleanly.
+async fn one(
+    dht: &HyperDht,
+    kp: &KeyPair,
+    server_key: &[u8; 32],
+    bytes: u64,
+    opts: ConnectOptions,
+) -> Result<Echoed, String> {
+    let mut block = vec![0u8; BLOCK];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut block);
+    let block = Arc::new(block);
+    let t0 = Instant::now();
+    let conn = dht
+        .connect_with(kp, server_key, opts)
         .await
-        .map_err(|e| format!("cannot start node: {e}"))?;
-    dht.node().bootstrapped().await;
-    let kp = KeyPair::generate();
-    let d = dht
-        .handshake(&kp, &server_key, rand::random())
+        .map_err(|e| format!("connect: {e}"))?;
+    let connect_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let remote_address = conn.remote_addr().map(|a| a.to_string());
+    let relayed = conn.is_relayed();
+    let t1 = Instant::now();
+    // One block of random bytes sent over and over, so every position in the stream is
+    // checkable against the block without hashing (a benchmark client must not be slower
+    // than the connection it measures).
+    let (mut r, mut w) = tokio::io::split(conn);
+    let writer = {
+        let block = block.clone();
+        tokio::spawn(async move {
+            let mut sent = 0u64;
+            while sent < bytes {
+                let at = (sent % BLOCK as u64) as usize;
+                let n = (BLOCK - at).min(CHUNK).min((bytes - sent) as usize);
+                w.write_all(&block[at..at + n]).await?;
+                sent += n as u64;
+            }
+            w.shutdown().await?;
+            Ok::<_, std::io::Error>(w)
+        })
+    };
+    let mut total = 0u64;
+    let mut equal = true;
+    let mut first_byte_ms = None;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = r.read(&mut buf).await.map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        if first_byte_ms.is_none() {
+            first_byte_ms = Some(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+        let mut off = 0;
+        while off < n {
+            let at = ((total + off as u64) % BLOCK as u64) as usize;
+            let m = (BLOCK - at).min(n - off);
+            equal &= buf[off..off + m] == block[at..at + m];
+            off += m;
+        }
+        total += n as u64;
+    }
+    let w = writer
         .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    let remote_key = hex::encode(d.handshake.outcome.remote_public_key);
-    out.emit(
-        json!({
-            "event": "handshake",
-            "remote_public_key": remote_key,
-            "public_key": hex::encode(kp.public_key()),
-            "udx_id": d.remote().udx.as_ref().map(|u| u.id),
-            "firewall": d.remote().firewall,
-            "relayed": d.relayed,
-            "relay": d.relay.to_string(),
-            "server_address": d.server_address.to_string(),
-        }),
-        || {
-            format!(
-                "handshake with {remote_key} via {} (server at {})",
-                d.relay, d.server_address
-            )
-        },
-    );
-    Ok(())
+        .map_err(|e| format!("writer: {e}"))?
+        .map_err(|e| format!("write: {e}"))?;
+    let secs = t1.elapsed().as_secs_f64();
+    let conn = r.unsplit(w);
+    let close = format!("{:?}", conn.closed().await);
+    Ok(Echoed {
+        relayed,
+        first_byte_ms,
+        remote_address,
+        bytes: total,
+        equal: equal && total == bytes,
+        connect_ms,
+        mib_per_s: (2 * total) as f64 / (1024.0 * 1024.0) / secs.max(1e-9),
+        close,
+    })
 }

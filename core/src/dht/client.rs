@@ -52,6 +52,24 @@ pub enum DhtError {
     /// The connection handshake failed.
     #[error("handshake failed: {0}")]
     Handshake(#[from] super::handshake::HandshakeError),
+    /// The server's handshake reply lacks what a connection needs (no UDX stream).
+    #[error("server is incompatible: its reply offers no UDX stream")]
+    ServerIncompatible,
+    /// Relays knew the server, but every handshake through them failed.
+    #[error("could not complete a handshake with the peer")]
+    PeerConnectionFailed,
+    /// Neither side can reach the other directly and the server offers no holepunch relays.
+    #[error("the peer cannot be holepunched")]
+    CannotHolepunch,
+    /// Holepunching was tried and gave up.
+    #[error("holepunch aborted: {0}")]
+    HolepunchAborted(&'static str),
+    /// No path opened in time.
+    #[error("connection timed out")]
+    Timeout,
+    /// Pairing through a blind relay failed.
+    #[error("pairing through the blind relay failed")]
+    RelayFailed,
 }
 
 /// One storing node's answer to a LOOKUP.
@@ -134,6 +152,7 @@ pub struct ImmutablePut {
 pub struct HyperDht {
     node: Node,
     storage: Storage,
+    random_punches: std::sync::Arc<super::holepunch::RandomPunches>,
 }
 
 impl HyperDht {
@@ -141,7 +160,16 @@ impl HyperDht {
     pub async fn bind(config: NodeConfig) -> io::Result<Self> {
         let storage = Storage::new();
         let node = Node::bind_with_handler(config, Box::new(storage.clone())).await?;
-        Ok(HyperDht { node, storage })
+        Ok(HyperDht {
+            node,
+            storage,
+            random_punches: Default::default(),
+        })
+    }
+
+    /// The node's random-punch limit, shared by its clients and servers.
+    pub(crate) fn random_punches(&self) -> &std::sync::Arc<super::holepunch::RandomPunches> {
+        &self.random_punches
     }
 
     /// The dht-rpc node underneath.
