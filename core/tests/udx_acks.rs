@@ -109,3 +109,38 @@ fn retransmission_resends_the_same_payload_with_a_fresh_ack() {
         "the retransmission acks what arrived since"
     );
 }
+
+/// A reader that frees half of a nearly full receive buffer tells the sender at once, with
+/// no packet from the sender to answer: libudx does not probe a window that is small but not
+/// zero, so without this update the two sides wait for each other forever.
+#[test]
+fn reading_reopens_a_small_window_with_a_pure_ack() {
+    let config = Config {
+        recv_buffer: 64 * 1024,
+        ..Config::default()
+    };
+    let mut s = Stream::new(1, config);
+    s.connect(2, addr());
+    let now = Instant::now();
+    let chunk = vec![7u8; DEFAULT_MAX_PAYLOAD];
+    let mut seq = 0;
+    // Fill until the advertised window is under half the buffer but above one packet.
+    while s.recv_buffered() < 40 * 1024 {
+        s.handle_datagram(now, &data(seq, &chunk));
+        seq += 1;
+    }
+    let acks = drain(&mut s, now);
+    let last = Packet::decode(acks.last().unwrap()).unwrap();
+    assert!((last.header.recv_window as usize) < 32 * 1024);
+    assert!((last.header.recv_window as usize) > DEFAULT_MAX_PAYLOAD);
+    let mut buf = vec![0u8; 32 * 1024];
+    assert_eq!(s.read(&mut buf), buf.len());
+    let update = drain(&mut s, now);
+    assert_eq!(
+        update.len(),
+        1,
+        "the window update goes out without new input"
+    );
+    let p = Packet::decode(&update[0]).unwrap();
+    assert!(p.header.recv_window as usize >= 32 * 1024);
+}

@@ -441,11 +441,13 @@ impl Stream {
         buf[..from_a].copy_from_slice(&a[..from_a]);
         buf[from_a..n].copy_from_slice(&b[..n - from_a]);
         self.recv_buf.drain(..n);
-        // libudx leaves a closed window to the sender's zero-window probe; a pure ACK as soon
-        // as half the buffer is free again saves that round trip and is harmless to it.
+        // A window we advertised as less than half the buffer is updated with a pure ACK as
+        // soon as half is free again. Waiting for the sender instead can stall: libudx only
+        // probes a window of exactly zero, and one smaller than a packet blocks it as well.
+        let half = self.config.recv_buffer / 2;
         if n > 0
-            && (self.last_window as usize) < self.config.max_payload
-            && self.window() as usize >= self.config.recv_buffer / 2
+            && (self.last_window as usize) < half
+            && self.window() as usize >= half
             && self.closed.is_none()
         {
             self.owe_ack();
