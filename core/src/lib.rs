@@ -3,7 +3,7 @@
 //! Layers, bottom up: [`encoding`] (compact-encoding), [`crypto`] (hashes and keys),
 //! [`rpc`] (dht-rpc: the UDP request/response and Kademlia layer every HyperDHT node runs),
 //! [`dht`] (HyperDHT: announce/lookup records and the key/value store), [`udx`] (the
-//! reliable UDP stream transport).
+//! reliable UDP stream transport), [`swarm`] (Hyperswarm: topics and connection management).
 
 #![deny(missing_docs)]
 
@@ -11,4 +11,5 @@ pub mod crypto;
 pub mod dht;
 pub mod encoding;
 pub mod rpc;
+pub mod swarm;
 pub mod udx;

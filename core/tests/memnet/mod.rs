@@ -1,0 +1,248 @@
+//! An in-memory network for swarm tests: listeners and topic records in one shared hub,
+//! connections as tokio duplex pipes, a fixed latency per operation (virtual time).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyperswarm::dht::{KeyPair, PeerRecord};
+use hyperswarm::swarm::{Listener, Network, NetworkError, PeerSink, Refuse, SecureStream};
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// One end of a connection.
+pub struct MemStream {
+    io: DuplexStream,
+    remote: [u8; 32],
+}
+
+impl SecureStream for MemStream {
+    fn remote_public_key(&self) -> [u8; 32] {
+        self.remote
+    }
+}
+
+impl AsyncRead for MemStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for MemStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// What happened on the network, for assertions.
+#[derive(Default)]
+pub struct Log {
+    /// (from, to, when) of every dial.
+    pub dials: Vec<([u8; 32], [u8; 32], Instant)>,
+    /// (topic, who, when) of every completed announce.
+    pub announces: Vec<([u8; 32], [u8; 32], Instant)>,
+    /// (topic, when) of every completed lookup.
+    pub lookups: Vec<([u8; 32], Instant)>,
+    /// (topic, who) of every unannounce.
+    pub unannounces: Vec<([u8; 32], [u8; 32])>,
+}
+
+#[derive(Default)]
+struct Hub {
+    listeners: HashMap<[u8; 32], (Arc<Refuse>, mpsc::UnboundedSender<MemStream>)>,
+    records: HashMap<[u8; 32], Vec<PeerRecord>>,
+    log: Log,
+}
+
+/// A handle on the shared hub; every swarm of a test gets a clone.
+#[derive(Clone)]
+pub struct MemNet {
+    hub: Arc<Mutex<Hub>>,
+    latency: Duration,
+}
+
+impl MemNet {
+    pub fn new(latency: Duration) -> Self {
+        MemNet {
+            hub: Arc::default(),
+            latency,
+        }
+    }
+
+    pub fn log<R>(&self, f: impl FnOnce(&Log) -> R) -> R {
+        f(&self.hub.lock().unwrap().log)
+    }
+
+    /// Puts a record under `topic` as if `public_key` had announced it.
+    pub fn add_record(&self, topic: [u8; 32], public_key: [u8; 32]) {
+        let mut hub = self.hub.lock().unwrap();
+        hub.records.entry(topic).or_default().push(PeerRecord {
+            public_key,
+            relay_addresses: vec!["10.0.0.1:49737".parse().unwrap()],
+        });
+    }
+
+    pub fn records(&self, topic: [u8; 32]) -> Vec<[u8; 32]> {
+        let hub = self.hub.lock().unwrap();
+        let recs = hub.records.get(&topic).cloned().unwrap_or_default();
+        recs.into_iter().map(|r| r.public_key).collect()
+    }
+}
+
+/// A registered listener; dropping it unregisters.
+pub struct MemListener {
+    key: [u8; 32],
+    rx: mpsc::UnboundedReceiver<MemStream>,
+    hub: Arc<Mutex<Hub>>,
+}
+
+impl Listener for MemListener {
+    type Stream = MemStream;
+
+    async fn accept(&mut self) -> Option<MemStream> {
+        self.rx.recv().await
+    }
+
+    fn relay_addresses(&self) -> Vec<SocketAddr> {
+        vec!["10.0.0.1:49737".parse().unwrap()]
+    }
+}
+
+impl Drop for MemListener {
+    fn drop(&mut self) {
+        self.hub.lock().unwrap().listeners.remove(&self.key);
+    }
+}
+
+impl Network for MemNet {
+    type Stream = MemStream;
+    type Listener = MemListener;
+
+    async fn connect(
+        &self,
+        key_pair: &KeyPair,
+        remote: [u8; 32],
+        _relay_addresses: Vec<SocketAddr>,
+    ) -> Result<MemStream, NetworkError> {
+        let me = key_pair.public_key();
+        self.hub
+            .lock()
+            .unwrap()
+            .log
+            .dials
+            .push((me, remote, Instant::now()));
+        tokio::time::sleep(self.latency).await;
+        let hub = self.hub.lock().unwrap();
+        let (refuse, tx) = hub
+            .listeners
+            .get(&remote)
+            .ok_or(NetworkError::Unreachable)?;
+        if refuse(&me) {
+            return Err(NetworkError::Refused);
+        }
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        tx.send(MemStream {
+            io: theirs,
+            remote: me,
+        })
+        .map_err(|_| NetworkError::Unreachable)?;
+        Ok(MemStream { io: ours, remote })
+    }
+
+    async fn listen(
+        &self,
+        key_pair: &KeyPair,
+        refuse: Arc<Refuse>,
+    ) -> Result<MemListener, NetworkError> {
+        tokio::time::sleep(self.latency).await;
+        let key = key_pair.public_key();
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.hub.lock().unwrap().listeners.insert(key, (refuse, tx));
+        Ok(MemListener {
+            key,
+            rx,
+            hub: self.hub.clone(),
+        })
+    }
+
+    async fn announce(
+        &self,
+        topic: [u8; 32],
+        key_pair: &KeyPair,
+        relay_addresses: Vec<SocketAddr>,
+        _clear: bool,
+        found: Arc<PeerSink>,
+    ) -> Result<(), NetworkError> {
+        tokio::time::sleep(self.latency).await;
+        let me = key_pair.public_key();
+        let peers = {
+            let mut hub = self.hub.lock().unwrap();
+            let recs = hub.records.entry(topic).or_default();
+            let peers = recs.clone();
+            recs.retain(|r| r.public_key != me);
+            recs.push(PeerRecord {
+                public_key: me,
+                relay_addresses,
+            });
+            hub.log.announces.push((topic, me, Instant::now()));
+            peers
+        };
+        if !peers.is_empty() {
+            found(peers);
+        }
+        Ok(())
+    }
+
+    async fn lookup(
+        &self,
+        topic: [u8; 32],
+        unannounce: Option<&KeyPair>,
+        found: Arc<PeerSink>,
+    ) -> Result<(), NetworkError> {
+        tokio::time::sleep(self.latency).await;
+        let peers = {
+            let mut hub = self.hub.lock().unwrap();
+            let recs = hub.records.entry(topic).or_default();
+            let peers = recs.clone();
+            if let Some(kp) = unannounce {
+                recs.retain(|r| r.public_key != kp.public_key());
+            }
+            hub.log.lookups.push((topic, Instant::now()));
+            peers
+        };
+        if !peers.is_empty() {
+            found(peers);
+        }
+        Ok(())
+    }
+
+    async fn unannounce(&self, topic: [u8; 32], key_pair: &KeyPair) -> Result<(), NetworkError> {
+        tokio::time::sleep(self.latency).await;
+        let me = key_pair.public_key();
+        let mut hub = self.hub.lock().unwrap();
+        if let Some(recs) = hub.records.get_mut(&topic) {
+            recs.retain(|r| r.public_key != me);
+        }
+        hub.log.unannounces.push((topic, me));
+        Ok(())
+    }
+}
