@@ -8,6 +8,7 @@ mod cache;
 mod client;
 mod connect;
 pub mod connect_messages;
+mod discovery;
 pub mod handshake;
 pub mod keys;
 pub mod namespaces;
