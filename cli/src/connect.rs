@@ -1,9 +1,12 @@
-//! `listen` and `handshake`: the connection handshake on its own, until encrypted streams
-//! over UDX land.
+//! `listen` and `connect`: encrypted connections to a key pair through the DHT.
+
+use std::time::Instant;
 
 use clap::Args;
-use hyperswarm::dht::{HyperDht, KeyPair};
+use hyperswarm::dht::{Connection, HyperDht, KeyPair};
 use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::dht::{client_config, wait_for_exit, BootstrapArg};
 use crate::output::Out;
@@ -18,10 +21,13 @@ pub struct ListenArgs {
     /// The server key pair's seed (64 hex characters); random if absent.
     #[arg(long)]
     seed: Option<String>,
+    /// Refuse clients whose public key is this (64 hex characters).
+    #[arg(long)]
+    reject: Option<String>,
 }
 
 #[derive(Args)]
-pub struct HandshakeArgs {
+pub struct ConnectArgs {
     /// Print one JSON object per line.
     #[arg(long)]
     json: bool,
@@ -29,6 +35,15 @@ pub struct HandshakeArgs {
     bootstrap: BootstrapArg,
     /// The server's public key, 64 hex characters.
     key: String,
+    /// Our key pair's seed (64 hex characters); random if absent.
+    #[arg(long)]
+    seed: Option<String>,
+    /// Bytes to send through the server's echo and compare.
+    #[arg(long, default_value_t = 65536)]
+    bytes: u64,
+    /// Connections to open at once (each echoes `--bytes`).
+    #[arg(long, default_value_t = 1)]
+    count: usize,
 }
 
 fn key32(s: &str, what: &str) -> Result<[u8; 32], String> {
@@ -37,18 +52,37 @@ fn key32(s: &str, what: &str) -> Result<[u8; 32], String> {
         .ok_or_else(|| format!("{what} must be 64 hex characters"))
 }
 
-pub async fn listen(args: ListenArgs) -> Result<(), String> {
-    let out = Out { json: args.json };
-    let kp = match &args.seed {
+fn key_pair(seed: &Option<String>) -> Result<KeyPair, String> {
+    Ok(match seed {
         Some(s) => KeyPair::from_seed(key32(s, "--seed")?),
         None => KeyPair::generate(),
-    };
-    let dht = HyperDht::bind(client_config(args.bootstrap.list()))
+    })
+}
+
+async fn start(bootstrap: &BootstrapArg) -> Result<HyperDht, String> {
+    let dht = HyperDht::bind(client_config(bootstrap.list()))
         .await
         .map_err(|e| format!("cannot start node: {e}"))?;
     dht.node().bootstrapped().await;
+    Ok(dht)
+}
+
+pub async fn listen(args: ListenArgs) -> Result<(), String> {
+    let out = Out { json: args.json };
+    let kp = key_pair(&args.seed)?;
+    let reject = args
+        .reject
+        .as_deref()
+        .map(|r| key32(r, "--reject"))
+        .transpose()?;
+    let dht = start(&args.bootstrap).await?;
+    let firewall = reject.map(|bad| {
+        let f: std::sync::Arc<hyperswarm::dht::FirewallFn> =
+            std::sync::Arc::new(move |key, _, _| *key != bad);
+        f
+    });
     let mut server = dht
-        .listen(&kp, None)
+        .listen(&kp, firewall)
         .await
         .map_err(|e| format!("listen: {e}"))?;
     let pk = hex::encode(server.public_key());
@@ -61,14 +95,14 @@ pub async fn listen(args: ListenArgs) -> Result<(), String> {
     tokio::pin!(exit);
     loop {
         tokio::select! {
-            incoming = server.accept() => {
-                let Some(i) = incoming else { break };
-                let key = hex::encode(i.remote_public_key);
-                let udx = i.remote.udx.as_ref().map(|u| u.id);
+            conn = server.accept() => {
+                let Some(conn) = conn else { break };
+                let key = hex::encode(conn.remote_public_key());
                 out.emit(
-                    json!({"event": "handshake", "remote_public_key": key, "udx_id": udx, "client_address": i.client_address.to_string()}),
-                    || format!("handshake from {key} at {}", i.client_address),
+                    json!({"event": "connection", "remote_public_key": key}),
+                    || format!("connection from {key}"),
                 );
+                tokio::spawn(echo(conn, out.json));
             }
             r = &mut exit => return r,
         }
@@ -76,36 +110,146 @@ pub async fn listen(args: ListenArgs) -> Result<(), String> {
     Ok(())
 }
 
-pub async fn handshake(args: HandshakeArgs) -> Result<(), String> {
+/// Echoes everything until the peer ends, then ends and waits for the clean close.
+async fn echo(mut conn: Connection, json: bool) {
+    let out = Out { json };
+    let key = hex::encode(conn.remote_public_key());
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    let result: std::io::Result<()> = async {
+        loop {
+            let n = conn.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            conn.write_all(&buf[..n]).await?;
+            total += n as u64;
+        }
+        conn.shutdown().await
+    }
+    .await;
+    let reason = match result {
+        Ok(()) => format!("{:?}", conn.closed().await),
+        Err(e) => format!("error: {e}"),
+    };
+    out.emit(
+        json!({"event": "closed", "remote_public_key": key, "bytes": total, "reason": reason}),
+        || format!("{key}: echoed {total} bytes, {reason}"),
+    );
+}
+
+pub async fn connect(args: ConnectArgs) -> Result<(), String> {
     let out = Out { json: args.json };
     let server_key = key32(&args.key, "KEY")?;
-    let dht = HyperDht::bind(client_config(args.bootstrap.list()))
+    let kp = key_pair(&args.seed)?;
+    let dht = start(&args.bootstrap).await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..args.count {
+        let (dht, kp) = (dht.clone(), kp.clone());
+        let bytes = args.bytes;
+        tasks.spawn(async move { (i, one(&dht, &kp, &server_key, bytes).await) });
+    }
+    let mut failed = None;
+    while let Some(r) = tasks.join_next().await {
+        let (i, r) = r.map_err(|e| format!("task: {e}"))?;
+        match r {
+            Ok(e) => out.emit(
+                json!({"event": "echoed", "index": i, "bytes": e.bytes, "equal": e.equal,
+                       "connect_ms": e.connect_ms, "mib_per_s": e.mib_per_s,
+                       "remote_public_key": hex::encode(server_key), "close": e.close}),
+                || {
+                    format!(
+                        "#{i}: connected in {:.1} ms, echoed {} bytes ({}), {:.1} MiB/s",
+                        e.connect_ms,
+                        e.bytes,
+                        if e.equal { "equal" } else { "DIFFERENT" },
+                        e.mib_per_s
+                    )
+                },
+            ),
+            Err(msg) => {
+                out.emit(
+                    json!({"event": "error", "index": i, "message": msg}),
+                    || format!("#{i}: {msg}"),
+                );
+                failed = Some(msg);
+            }
+        }
+    }
+    match failed {
+        Some(msg) => Err(msg),
+        None => Ok(()),
+    }
+}
+
+struct Echoed {
+    bytes: u64,
+    equal: bool,
+    connect_ms: f64,
+    mib_per_s: f64,
+    close: String,
+}
+
+/// One connection: connect, push `bytes` pseudo-random bytes through the echo while reading
+/// them back, compare SHA-256 of both directions, end cleanly.
+async fn one(
+    dht: &HyperDht,
+    kp: &KeyPair,
+    server_key: &[u8; 32],
+    bytes: u64,
+) -> Result<Echoed, String> {
+    let t0 = Instant::now();
+    let conn = dht
+        .connect(kp, server_key)
         .await
-        .map_err(|e| format!("cannot start node: {e}"))?;
-    dht.node().bootstrapped().await;
-    let kp = KeyPair::generate();
-    let d = dht
-        .handshake(&kp, &server_key, rand::random())
+        .map_err(|e| format!("connect: {e}"))?;
+    let connect_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let t1 = Instant::now();
+    let (mut r, mut w) = tokio::io::split(conn);
+    let writer = tokio::spawn(async move {
+        let mut sent = Sha256::new();
+        let mut block = vec![0u8; 64 * 1024];
+        let mut left = bytes;
+        let mut x: u64 = rand::random();
+        while left > 0 {
+            for b in block.iter_mut() {
+                // xorshift: cheap bytes that are not a repeating pattern.
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            let n = left.min(block.len() as u64) as usize;
+            w.write_all(&block[..n]).await?;
+            sent.update(&block[..n]);
+            left -= n as u64;
+        }
+        w.shutdown().await?;
+        Ok::<_, std::io::Error>((w, sent.finalize()))
+    });
+    let mut got = Sha256::new();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = r.read(&mut buf).await.map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        got.update(&buf[..n]);
+        total += n as u64;
+    }
+    let (w, sent) = writer
         .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    let remote_key = hex::encode(d.handshake.outcome.remote_public_key);
-    out.emit(
-        json!({
-            "event": "handshake",
-            "remote_public_key": remote_key,
-            "public_key": hex::encode(kp.public_key()),
-            "udx_id": d.remote().udx.as_ref().map(|u| u.id),
-            "firewall": d.remote().firewall,
-            "relayed": d.relayed,
-            "relay": d.relay.to_string(),
-            "server_address": d.server_address.to_string(),
-        }),
-        || {
-            format!(
-                "handshake with {remote_key} via {} (server at {})",
-                d.relay, d.server_address
-            )
-        },
-    );
-    Ok(())
+        .map_err(|e| format!("writer: {e}"))?
+        .map_err(|e| format!("write: {e}"))?;
+    let secs = t1.elapsed().as_secs_f64();
+    let conn = r.unsplit(w);
+    let close = format!("{:?}", conn.closed().await);
+    Ok(Echoed {
+        bytes: total,
+        equal: total == bytes && got.finalize() == sent,
+        connect_ms,
+        mib_per_s: (2 * total) as f64 / (1024.0 * 1024.0) / secs.max(1e-9),
+        close,
+    })
 }

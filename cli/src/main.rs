@@ -45,10 +45,10 @@ enum Command {
     Put(records::PutArgs),
     /// Read a mutable value by public key or an immutable one by hash.
     Get(records::GetArgs),
-    /// Listen on a key pair and report each client handshake.
+    /// Listen on a key pair and echo every encrypted connection.
     Listen(connect::ListenArgs),
-    /// Perform the connection handshake with a listening key and report it.
-    Handshake(connect::HandshakeArgs),
+    /// Connect to a listening key, push bytes through its echo and compare them.
+    Connect(connect::ConnectArgs),
     /// Raw UDX streams (interop and throughput checks).
     #[command(subcommand)]
     Udx(udx::UdxCommand),
@@ -83,7 +83,7 @@ fn main() -> std::process::ExitCode {
             Command::Put(a) => records::put(a).await,
             Command::Get(a) => records::get(a).await,
             Command::Listen(a) => connect::listen(a).await,
-            Command::Handshake(a) => connect::handshake(a).await,
+            Command::Connect(a) => connect::connect(a).await,
             Command::Udx(c) => udx::run(c).await,
             Command::Demo(a) => demo::run(a).await,
         }

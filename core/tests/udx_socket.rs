@@ -118,3 +118,54 @@ async fn non_udx_datagrams_and_probes_are_handed_out() {
         assert_eq!(d.from, b.local_addr());
     }
 }
+
+/// A server-style stream waits unconnected in an instance with two sockets; the client's
+/// first packet, arriving on the second socket, connects it there. The client then moves its
+/// stream to the first socket mid-transfer and nothing is lost or reordered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_first_packet_on_any_socket_then_move() {
+    use hyperswarm::udx::Udx;
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = Udx::new();
+    let (tx, _rx1) = mpsc::channel(16);
+    let s1 = server.bind(any, tx).await.unwrap();
+    let (tx, _rx2) = mpsc::channel(16);
+    let s2 = server.bind(any, tx).await.unwrap();
+    let (c, _c_rx) = socket().await;
+
+    let accepted = server.create_stream(Config::default());
+    let client_id = 4242;
+    accepted.accept_first(client_id).unwrap();
+    let mut cs = c
+        .connect(client_id, accepted.id(), s2.local_addr(), Config::default())
+        .unwrap();
+    cs.write_all(b"hello").await.unwrap();
+    let from = accepted.connected().await.unwrap();
+    assert_eq!(from, c.local_addr());
+    assert_eq!(accepted.socket().unwrap(), s2);
+
+    let mut accepted = accepted;
+    let mut buf = [0u8; 5];
+    accepted.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"hello");
+
+    // Unreliable messages both ways.
+    cs.send_message(b"ping").unwrap();
+    assert_eq!(accepted.recv_message().await.unwrap(), b"ping");
+
+    // The server moves its side to socket 1 while the client keeps sending to socket 2,
+    // which still belongs to the instance: every byte arrives once, in order.
+    accepted.connect(&s1, client_id, c.local_addr()).unwrap();
+    let pat = pattern();
+    let writer = tokio::spawn(async move {
+        cs.write_all(&pat[..]).await.unwrap();
+        cs.shutdown().await.unwrap();
+        cs
+    });
+    let mut got = Vec::new();
+    accepted.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, pattern());
+    let cs = writer.await.unwrap();
+    drop(cs);
+    accepted.shutdown().await.unwrap();
+}

@@ -52,6 +52,21 @@ pub enum DhtError {
     /// The connection handshake failed.
     #[error("handshake failed: {0}")]
     Handshake(#[from] super::handshake::HandshakeError),
+    /// The server's handshake reply lacks what a connection needs (no UDX stream).
+    #[error("server is incompatible: its reply offers no UDX stream")]
+    ServerIncompatible,
+    /// Relays knew the server, but every handshake through them failed.
+    #[error("could not complete a handshake with the peer")]
+    PeerConnectionFailed,
+    /// Neither side can reach the other directly and the server offers no holepunch relays.
+    #[error("the peer cannot be holepunched")]
+    CannotHolepunch,
+    /// Holepunching was tried and gave up.
+    #[error("holepunch aborted: {0}")]
+    HolepunchAborted(&'static str),
+    /// No path opened in time.
+    #[error("connection timed out")]
+    Timeout,
 }
 
 /// One storing node's answer to a LOOKUP.

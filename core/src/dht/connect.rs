@@ -1,14 +1,23 @@
-//! Dialling a server's public key up to a finished handshake: find the nodes relaying for
-//! it, send message 1 through them, read message 2.
+//! Dialling a server's public key: find the nodes relaying for it, run the Noise handshake
+//! through them, pick a path (direct, the server's public address, our own open address,
+//! the LAN, or a holepunch) and open the encrypted stream on it.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
+use super::addr::{is_bogon, is_reserved, local_addresses, match_address};
 use super::connect_messages::{HandshakeMessage, HandshakeMode, NoisePayload};
+use super::connection::Connection;
 use super::handshake::{firewall, payload_for, ClientHandshake, HandshakeError, Handshaken};
 use super::keys::KeyPair;
 use super::records::PeerRecord;
 use super::{commands, peer_target, DhtError, HyperDht};
 use crate::rpc::{QueryOptions, UserRequest};
+use crate::udx::{Config, UdxStream};
+
+/// How long a side waits for the other to open the stream towards it (hyperdht's
+/// `HANDSHAKE_INITIAL_TIMEOUT`).
+pub const PASSIVE_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A handshake completed with a server.
 #[derive(Debug, Clone)]
@@ -33,20 +42,133 @@ impl Dialled {
 }
 
 impl HyperDht {
-    /// Performs the handshake with the server listening on `server_public_key`, as
-    /// `key_pair`, offering UDX stream `udx_id`.
-    pub async fn handshake(
+    /// Our own address as hyperdht advertises it: known, not firewalled, and on the port of
+    /// the server socket (a NAT that keeps ports).
+    pub(crate) fn remote_address(&self) -> Option<SocketAddr> {
+        let state = self.node().state();
+        let (host, port) = state.public_address;
+        let host = host?;
+        (!state.firewalled && port != 0 && port == self.node().local_addr().port())
+            .then(|| SocketAddr::new(host, port))
+    }
+
+    /// The payload a client offers: how to reach it and the stream it opened.
+    fn client_payload(&self, udx_id: u32) -> (NoisePayload, u64) {
+        let public = self.remote_address();
+        let mut addresses = Vec::new();
+        addresses.extend(public);
+        addresses.extend(local_addresses(self.node().local_addr()));
+        let fw = if public.is_some() {
+            firewall::OPEN
+        } else {
+            firewall::UNKNOWN
+        };
+        (payload_for(udx_id, fw, addresses), fw)
+    }
+
+    /// Connects to the server listening on `server_public_key`, as `key_pair`.
+    pub async fn connect(
         &self,
         key_pair: &KeyPair,
         server_public_key: &[u8; 32],
-        udx_id: u32,
+    ) -> Result<Connection, DhtError> {
+        let stream = self.node().udx().create_stream(Config::default());
+        let (payload, our_firewall) = self.client_payload(stream.id());
+        let d = self
+            .handshake_with(key_pair, server_public_key, &payload)
+            .await?;
+        let remote_id = d
+            .remote()
+            .udx
+            .as_ref()
+            .map(|u| u.id as u32)
+            .ok_or(DhtError::ServerIncompatible)?;
+        self.open_path(&stream, &d, remote_id, our_firewall).await?;
+        Ok(Connection::new(
+            stream,
+            d.handshake.outcome,
+            key_pair.public_key(),
+        ))
+    }
+
+    /// Connects the raw stream along the first path that works, as hyperdht's client does.
+    async fn open_path(
+        &self,
+        stream: &UdxStream,
+        d: &Dialled,
+        remote_id: u32,
+        our_firewall: u64,
+    ) -> Result<(), DhtError> {
+        // A stream packet from the server may already have arrived (it connects to open
+        // clients straight away): then that is the path.
+        stream
+            .accept_first(remote_id)
+            .map_err(|_| DhtError::Timeout)?;
+        if stream.socket().is_some() {
+            return Ok(());
+        }
+        let remote = d.remote();
+        let socket = self.node().socket().clone();
+        let holepunch_relays = remote
+            .holepunch
+            .as_ref()
+            .is_some_and(|h| !h.relays.is_empty());
+        if !d.relayed {
+            return stream
+                .connect(&socket, remote_id, d.relay)
+                .map_err(|_| DhtError::Timeout);
+        }
+        if remote.firewall == firewall::OPEN || !holepunch_relays {
+            let addr = remote
+                .addresses4
+                .iter()
+                .find(|a| !is_bogon(&a.ip()))
+                .copied()
+                .unwrap_or(d.server_address);
+            return stream
+                .connect(&socket, remote_id, addr)
+                .map_err(|_| DhtError::Timeout);
+        }
+        if our_firewall == firewall::OPEN {
+            return wait_connected(stream).await;
+        }
+        if d.client_address.map(|c| c.ip()) == Some(d.server_address.ip()) {
+            if let Some(addr) = self.lan_address(remote).await {
+                let server_socket = self.node().server_socket().clone();
+                return stream
+                    .connect(&server_socket, remote_id, addr)
+                    .map_err(|_| DhtError::Timeout);
+            }
+        }
+        Err(DhtError::CannotHolepunch)
+    }
+
+    /// The server's LAN address that shares most with ours, if it answers a ping.
+    async fn lan_address(&self, remote: &NoisePayload) -> Option<SocketAddr> {
+        let theirs: Vec<SocketAddr> = remote
+            .addresses4
+            .iter()
+            .filter(|a| !is_reserved(&a.ip()))
+            .copied()
+            .collect();
+        let first = *theirs.first()?;
+        let ours = local_addresses(self.node().local_addr());
+        let addr = match_address(&ours, &theirs).unwrap_or(first);
+        self.node().ping(addr).await.ok().map(|_| addr)
+    }
+
+    /// Runs the handshake with the server on `server_public_key`, offering `payload`.
+    pub async fn handshake_with(
+        &self,
+        key_pair: &KeyPair,
+        server_public_key: &[u8; 32],
+        payload: &NoisePayload,
     ) -> Result<Dialled, DhtError> {
         let target = peer_target(server_public_key);
         let seed: [u8; 32] = key_pair.secret_key()[..32]
             .try_into()
             .expect("32-byte seed");
-        let payload = payload_for(udx_id, firewall::UNKNOWN, Vec::new());
-        let hs = ClientHandshake::new(&seed, server_public_key, &payload)?;
+        let hs = ClientHandshake::new(&seed, server_public_key, payload)?;
         let message = HandshakeMessage {
             mode: HandshakeMode::FromClient,
             noise: hs.message1().to_vec(),
@@ -59,7 +181,7 @@ impl HyperDht {
         let mut relays =
             self.node()
                 .query(target, commands::FIND_PEER, None, QueryOptions::default());
-        let mut last_error = DhtError::PeerNotFound;
+        let mut attempted = false;
         while let Some(reply) = relays.next().await {
             let record = reply
                 .value
@@ -68,18 +190,15 @@ impl HyperDht {
             if record.is_none_or(|r| r.public_key != *server_public_key) {
                 continue;
             }
+            attempted = true;
             let req = UserRequest {
                 command: commands::PEER_HANDSHAKE,
                 target: Some(target),
                 value: Some(message.clone()),
                 ..UserRequest::default()
             };
-            let res = match self.node().request(req, reply.from).await {
-                Ok(res) => res,
-                Err(e) => {
-                    last_error = DhtError::Request(e);
-                    continue;
-                }
+            let Ok(res) = self.node().request(req, reply.from).await else {
+                continue;
             };
             let answer = res
                 .value
@@ -88,7 +207,6 @@ impl HyperDht {
             let Some(answer) = answer.filter(|a| {
                 res.from == reply.from && a.mode == HandshakeMode::Reply && !a.noise.is_empty()
             }) else {
-                last_error = DhtError::Handshake(HandshakeError::Payload);
                 continue;
             };
             // Message 2 answers our one message 1: the handshake state is used up either way.
@@ -101,6 +219,18 @@ impl HyperDht {
                 relayed: answer.peer_address.is_some(),
             });
         }
-        Err(last_error)
+        Err(if attempted {
+            DhtError::PeerConnectionFailed
+        } else {
+            DhtError::PeerNotFound
+        })
+    }
+}
+
+/// Waits for the other side to open the stream towards us.
+pub(crate) async fn wait_connected(stream: &UdxStream) -> Result<(), DhtError> {
+    match tokio::time::timeout(PASSIVE_CONNECT_TIMEOUT, stream.connected()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) | Err(_) => Err(DhtError::Timeout),
     }
 }

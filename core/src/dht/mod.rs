@@ -4,10 +4,12 @@
 //! [`Storage`] of records and values, with the client operations on top: announce, lookup,
 //! unannounce, find a peer, and mutable / immutable put and get.
 
+mod addr;
 mod cache;
 mod client;
 mod connect;
 pub mod connect_messages;
+mod connection;
 mod discovery;
 pub mod handshake;
 pub mod keys;
@@ -16,17 +18,21 @@ pub mod records;
 mod router;
 mod server;
 mod storage;
+mod testnet;
 
+pub use addr::{is_bogon, is_private, is_reserved};
 pub use cache::{GenCache, RecordCache};
 pub use client::{
     DhtError, HyperDht, ImmutablePut, LookupResult, LookupStream, MutableGet, MutablePutResult,
     MAX_VALUE_LEN,
 };
-pub use connect::Dialled;
+pub use connect::{Dialled, PASSIVE_CONNECT_TIMEOUT};
+pub use connection::{Connection, KEEPALIVE};
 pub use keys::{hash, peer_target, verify, KeyPair};
 pub use records::{Announce, LookupReply, MutablePut, MutableValue, PeerRecord, PluginRequest};
-pub use server::{FirewallFn, Incoming, Server, RELAYS};
+pub use server::{FirewallFn, Server, RELAYS};
 pub use storage::{Forward, Storage, Stores};
+pub use testnet::Testnet;
 
 /// hyperdht's command numbers (user commands: the dht-rpc internal flag is clear).
 pub mod commands {

@@ -122,7 +122,8 @@ fn answer_as_server(
         },
         HandshakeMode::FromServer | HandshakeMode::Reply => return,
     };
-    let Some(message2) = server.respond(now, &hs.noise, client) else {
+    let direct = hs.mode == HandshakeMode::FromClient;
+    let Some(message2) = server.respond(now, &hs.noise, client, direct) else {
         return;
     };
     let (next, answer) = match hs.mode {

@@ -8,57 +8,57 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
+use super::addr::local_addresses;
+use super::connect::wait_connected;
 use super::connect_messages::NoisePayload;
+use super::connection::Connection;
 use super::handshake::{firewall, payload_for, HandshakeCache, Handshaken};
 use super::keys::KeyPair;
 use super::records::{announce_signable, Announce, PeerRecord};
 use super::{commands, peer_target, DhtError, HyperDht};
-use crate::crypto::noise::HandshakeOutcome;
-use crate::rpc::{NodeId, QueryOptions, UserRequest};
+use crate::rpc::{Node, NodeId, QueryOptions, UserRequest};
+use crate::udx::Config;
 
 /// Relays a server announces itself to.
 pub const RELAYS: usize = 3;
-/// Completed handshakes waiting for the application; more are refused until it catches up.
+/// Connections waiting for the application; more are refused until it catches up.
 const PENDING: usize = 256;
 
 /// Decides whether to accept a client: its public key, payload and address.
 pub type FirewallFn = dyn Fn(&[u8; 32], &NoisePayload, SocketAddr) -> bool + Send + Sync;
 
-/// A client that completed the handshake with a listening server.
-#[derive(Debug, Clone)]
-pub struct Incoming {
-    /// The client's static public key.
-    pub remote_public_key: [u8; 32],
-    /// What the client said about itself (addresses, UDX stream id).
-    pub remote: NoisePayload,
-    /// Session keys.
-    pub outcome: HandshakeOutcome,
-    /// The client's address as the relay (or we) saw it.
-    pub client_address: SocketAddr,
-}
-
 /// What a node keeps for each server listening on it.
 pub(crate) struct LocalServer {
     seed: [u8; 32],
+    public_key: [u8; 32],
     cache: HandshakeCache,
     firewall: Option<Arc<FirewallFn>>,
     relays: Vec<SocketAddr>,
-    next_udx_id: u32,
-    incoming: mpsc::Sender<Incoming>,
+    /// The node the server listens on; removed (breaking the cycle through the node's
+    /// handler) when the [`Server`] is dropped.
+    dht: HyperDht,
+    incoming: mpsc::Sender<Connection>,
 }
 
 impl LocalServer {
-    /// Answers a message 1 from `client`; `None` means stay silent.
+    /// Answers a message 1 from `client` (`direct` when it reached us without a relay);
+    /// `None` means stay silent.
     pub(crate) fn respond(
         &mut self,
         now: Instant,
         message1: &[u8],
         client: SocketAddr,
+        direct: bool,
     ) -> Option<Vec<u8>> {
+        // Nobody would take the connection: refuse by silence, as a rejecting firewall does.
+        if self.incoming.capacity() == 0 {
+            return None;
+        }
         let firewall_fn = self.firewall.clone();
-        self.next_udx_id = self.next_udx_id.wrapping_add(1);
-        let udx_id = self.next_udx_id;
         let relays = self.relays.clone();
+        let public = self.dht.remote_address();
+        let node: &Node = self.dht.node();
+        let mut stream = None;
         let (message2, session) =
             self.cache
                 .respond(now, &self.seed, message1, |key, remote| {
@@ -67,19 +67,38 @@ impl LocalServer {
                             return None;
                         }
                     }
-                    let mut p = payload_for(udx_id, firewall::UNKNOWN, Vec::new());
+                    let s = node.udx().create_stream(Config::default());
+                    let mut addresses = Vec::new();
+                    addresses.extend(public);
+                    addresses.extend(local_addresses(node.local_addr()));
+                    let fw = if public.is_some() {
+                        firewall::OPEN
+                    } else {
+                        firewall::UNKNOWN
+                    };
+                    let mut p = payload_for(s.id(), fw, addresses);
                     p.relay_addresses = Some(relays);
+                    stream = Some(s);
                     Some(p)
                 })?;
-        if let Some(Handshaken { outcome, remote }) = session {
-            let incoming = Incoming {
-                remote_public_key: outcome.remote_public_key,
-                remote,
-                outcome,
-                client_address: client,
-            };
-            // A full queue means the application is not accepting: refuse by silence.
-            self.incoming.try_send(incoming).ok()?;
+        if let (Some(Handshaken { outcome, remote }), Some(stream)) = (session, stream) {
+            let remote_id = remote.udx.as_ref().map(|u| u.id as u32)?;
+            // Whichever path the client opens, its first stream packet connects us there.
+            stream.accept_first(remote_id).ok()?;
+            if remote.firewall == firewall::OPEN || direct {
+                // We speak first: the client is reachable where we saw it.
+                let socket = node.socket().clone();
+                stream.connect(&socket, remote_id, client).ok()?;
+            }
+            let incoming = self.incoming.clone();
+            let public_key = self.public_key;
+            tokio::spawn(async move {
+                if wait_connected(&stream).await.is_ok() {
+                    let conn = Connection::new(stream, outcome, public_key);
+                    // A full queue drops the connection, which resets it for the client.
+                    let _ = incoming.try_send(conn);
+                }
+            });
         }
         Some(message2)
     }
@@ -92,7 +111,7 @@ pub struct Server {
     target: NodeId,
     public_key: [u8; 32],
     relays: Vec<SocketAddr>,
-    incoming: mpsc::Receiver<Incoming>,
+    incoming: mpsc::Receiver<Connection>,
 }
 
 impl Server {
@@ -106,8 +125,8 @@ impl Server {
         &self.relays
     }
 
-    /// The next client that completed a handshake.
-    pub async fn accept(&mut self) -> Option<Incoming> {
+    /// The next client connection, once its stream is open.
+    pub async fn accept(&mut self) -> Option<Connection> {
         self.incoming.recv().await
     }
 }
@@ -136,10 +155,11 @@ impl HyperDht {
             target.0,
             LocalServer {
                 seed,
+                public_key,
                 cache: HandshakeCache::default(),
                 firewall,
                 relays: Vec::new(),
-                next_udx_id: rand::random(),
+                dht: self.clone(),
                 incoming: tx,
             },
         );

@@ -6,7 +6,6 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
@@ -15,6 +14,11 @@ use super::id::NodeId;
 use super::node::{Config, Event, RequestId, RpcNode, Stats, UserRequest};
 use super::query::{QueryId, QueryOptions};
 use super::{Reply, RequestError, SocketKind};
+use crate::udx::{Datagram, Udx, UdxSocket};
+
+/// Datagrams waiting for the driver per socket; beyond this they are dropped and counted by
+/// the UDX instance (dht-rpc retransmits).
+const INBOX: usize = 1024;
 
 /// Where and how a [`Node`] listens.
 #[derive(Debug, Clone)]
@@ -103,14 +107,14 @@ struct QuerySpec {
 pub struct Node {
     tx: mpsc::UnboundedSender<Command>,
     state: watch::Receiver<NodeState>,
-    server_addr: SocketAddr,
-    client_addr: SocketAddr,
+    server: UdxSocket,
+    client: UdxSocket,
 }
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
-            .field("server_addr", &self.server_addr)
+            .field("server_addr", &self.server.local_addr())
             .field("state", &*self.state.borrow())
             .finish()
     }
@@ -176,10 +180,13 @@ impl Node {
         mut config: NodeConfig,
         handler: Option<Box<dyn CommandHandler>>,
     ) -> io::Result<Node> {
-        let server = bind_server(config.host, config.port, config.any_port).await?;
-        let client = UdpSocket::bind(SocketAddr::new(config.host, 0)).await?;
-        let server_addr = server.local_addr()?;
-        let client_addr = client.local_addr()?;
+        let udx = Udx::new();
+        let (server_tx, server_rx) = mpsc::channel(INBOX);
+        let (client_tx, client_rx) = mpsc::channel(INBOX);
+        let server =
+            bind_server(&udx, config.host, config.port, config.any_port, server_tx).await?;
+        let client = udx.bind(SocketAddr::new(config.host, 0), client_tx).await?;
+        let server_addr = server.local_addr();
         if let Some(a) = &mut config.rpc.bootstrapper_addr {
             if a.port() == 0 {
                 a.set_port(server_addr.port());
@@ -196,8 +203,10 @@ impl Node {
         let (state_tx, state) = watch::channel(NodeState::of(&node));
         let driver = Driver {
             node,
-            server,
-            client,
+            server: server.clone(),
+            client: client.clone(),
+            server_rx,
+            client_rx,
             rx,
             state: state_tx,
             requests: HashMap::new(),
@@ -207,19 +216,45 @@ impl Node {
         Ok(Node {
             tx,
             state,
-            server_addr,
-            client_addr,
+            server,
+            client,
         })
     }
 
     /// The server socket's local address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.server_addr
+        self.server.local_addr()
     }
 
     /// The client socket's local address.
     pub fn client_addr(&self) -> SocketAddr {
-        self.client_addr
+        self.client.local_addr()
+    }
+
+    /// The UDX instance both sockets belong to; connections create their streams here.
+    pub fn udx(&self) -> &Udx {
+        self.server.udx()
+    }
+
+    /// The socket other nodes reach us at (requests to us arrive here).
+    pub fn server_socket(&self) -> &UdxSocket {
+        &self.server
+    }
+
+    /// The socket our own requests leave from.
+    pub fn client_socket(&self) -> &UdxSocket {
+        &self.client
+    }
+
+    /// The socket connections use by default, as dht-rpc's `socket`: the client socket while
+    /// the node is firewalled (the server socket is unreachable then), the server socket
+    /// otherwise.
+    pub fn socket(&self) -> &UdxSocket {
+        if self.state.borrow().firewalled {
+            &self.client
+        } else {
+            &self.server
+        }
     }
 
     /// The current state.
@@ -319,8 +354,10 @@ impl Node {
 
 struct Driver {
     node: RpcNode,
-    server: UdpSocket,
-    client: UdpSocket,
+    server: UdxSocket,
+    client: UdxSocket,
+    server_rx: mpsc::Receiver<Datagram>,
+    client_rx: mpsc::Receiver<Datagram>,
     rx: mpsc::UnboundedReceiver<Command>,
     state: watch::Sender<NodeState>,
     requests: HashMap<RequestId, oneshot::Sender<Result<Reply, RequestError>>>,
@@ -329,8 +366,6 @@ struct Driver {
 
 impl Driver {
     async fn run(mut self) {
-        let mut server_buf = vec![0u8; 65536];
-        let mut client_buf = vec![0u8; 65536];
         loop {
             self.flush().await;
             let deadline = self
@@ -339,18 +374,8 @@ impl Driver {
                 .map(Instant::from_std)
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
-                r = self.server.recv_from(&mut server_buf) => {
-                    if let Ok((n, from)) = r {
-                        let now = Instant::now().into_std();
-                        self.node.handle_datagram(now, SocketKind::Server, from, &server_buf[..n]);
-                    }
-                }
-                r = self.client.recv_from(&mut client_buf) => {
-                    if let Ok((n, from)) = r {
-                        let now = Instant::now().into_std();
-                        self.node.handle_datagram(now, SocketKind::Client, from, &client_buf[..n]);
-                    }
-                }
+                Some(d) = self.server_rx.recv() => self.on_datagram(SocketKind::Server, d),
+                Some(d) = self.client_rx.recv() => self.on_datagram(SocketKind::Client, d),
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => self.on_command(cmd),
                     None => break,
@@ -362,6 +387,15 @@ impl Driver {
         }
         self.node.destroy();
         self.flush().await;
+    }
+
+    fn on_datagram(&mut self, socket: SocketKind, d: Datagram) {
+        // Shorter datagrams on the DHT sockets are stray holepunch probes (hyperdht ignores
+        // them there too).
+        if d.payload.len() >= 2 {
+            let now = Instant::now().into_std();
+            self.node.handle_datagram(now, socket, d.from, &d.payload);
+        }
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -443,11 +477,17 @@ impl Driver {
     }
 }
 
-async fn bind_server(host: IpAddr, port: u16, any_port: bool) -> io::Result<UdpSocket> {
+async fn bind_server(
+    udx: &Udx,
+    host: IpAddr,
+    port: u16,
+    any_port: bool,
+    inbox: mpsc::Sender<Datagram>,
+) -> io::Result<UdxSocket> {
     if port != 0 {
         let mut last = None;
         for p in port..port.saturating_add(5) {
-            match UdpSocket::bind(SocketAddr::new(host, p)).await {
+            match udx.bind(SocketAddr::new(host, p), inbox.clone()).await {
                 Ok(s) => return Ok(s),
                 Err(e) => last = Some(e),
             }
@@ -456,7 +496,7 @@ async fn bind_server(host: IpAddr, port: u16, any_port: bool) -> io::Result<UdpS
             return Err(last.expect("tried at least one port"));
         }
     }
-    UdpSocket::bind(SocketAddr::new(host, 0)).await
+    udx.bind(SocketAddr::new(host, 0), inbox).await
 }
 
 /// Resolves `host:port` or `suggested-ip@host:port` to an IPv4 socket address. With a

@@ -18,7 +18,7 @@ pub mod socket;
 mod stream;
 
 pub use packet::{is_udx, stream_id, Header, Packet, PacketError, SackBlock};
-pub use socket::{Datagram, UdxSocket, UdxStream};
+pub use socket::{Datagram, StreamWatch, Udx, UdxSocket, UdxStream};
 pub use stream::{
     CloseReason, Config, Event, MessageError, Stats, Stream, Transmit, DEFAULT_MAX_PAYLOAD,
     MAX_RTO_TIMEOUTS,

@@ -1,31 +1,37 @@
-//! Tokio driver: one UDP socket carrying many UDX streams.
+//! Tokio driver: a UDX instance ([`Udx`]) with any number of UDP sockets carrying its streams.
 //!
-//! A single task per socket owns the receive loop and every stream's timers; streams are
-//! [`Stream`] state machines in a map keyed by their local id (bytes 4..8 of each UDX
-//! datagram). Application handles ([`UdxStream`]) only touch the state machine under a lock
-//! and poke the task. Datagrams that are not for a known stream (dht-rpc messages, 1-byte
-//! holepunch probes, UDX packets for an id nobody registered) go to a caller-provided bounded
-//! channel, so dht-rpc can share the socket.
+//! As in libudx, the stream table belongs to the instance, not to a socket: a stream packet is
+//! accepted on any socket of the instance, which is how an unconnected stream learns where its
+//! peer is (a holepunched socket, a relay, the DHT socket) and how a live stream moves from
+//! one path to another. Each socket has one task that owns its receive loop and services the
+//! streams bound to it; application handles ([`UdxStream`]) only touch the state machine
+//! under the instance's lock and poke the task of the stream's socket.
 //!
-//! Each wake-up services every stream on the socket. Hyperswarm keeps tens of connections per
-//! socket, so a scan is cheaper than the bookkeeping a timer wheel would need; revisit if
-//! sockets ever carry thousands of streams.
+//! Datagrams that are not for a live stream (dht-rpc messages, 1-byte holepunch probes, UDX
+//! packets for an unknown id) go to the socket's bounded "unrouted" channel, so dht-rpc and
+//! the holepuncher can share the socket.
+//!
+//! Each wake-up services every stream bound to the socket. Hyperswarm keeps tens of
+//! connections per node, so a scan is cheaper than the bookkeeping a timer wheel would need;
+//! revisit if instances ever carry thousands of streams.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Notify};
-use tokio::task::JoinHandle;
+use tokio::task::AbortHandle;
 
 use super::packet;
-use super::stream::{CloseReason, Config, Event, Stream, Transmit};
+use super::stream::{CloseReason, Config, Event, MessageError, Stream, Transmit};
 
 /// Largest datagram we accept (libudx's MTU ceiling is 1500; leave room for odd peers).
 const RECV_BUF: usize = 2048;
@@ -36,8 +42,10 @@ const RECV_BATCH: usize = 64;
 const SEND_BATCH: usize = 64;
 /// How long the task sleeps when no stream has a timer (it is woken earlier by any event).
 const IDLE: Duration = Duration::from_secs(3600);
+/// Unreliable messages held for a reader that is not reading; newer ones are dropped.
+const MAX_MESSAGES: usize = 256;
 
-/// A datagram that was not for a registered stream.
+/// A datagram that was not for a live stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Datagram {
     /// Sender.
@@ -46,81 +54,262 @@ pub struct Datagram {
     pub payload: Vec<u8>,
 }
 
-/// One stream as the task sees it.
+/// One stream as the instance sees it.
 struct Slot {
     stream: Stream,
+    /// The socket the stream sends on; `None` until connected or accepted.
+    socket: Option<UdxSocket>,
+    /// When set, the first packet from anywhere connects the stream to its source, with this
+    /// remote id (libudx's firewall hook accepting the packet).
+    accept: Option<u32>,
+    /// Where the first packet of a stream without a socket and without `accept` came from,
+    /// so a later [`UdxStream::accept_first`] can connect there at once.
+    first_seen: Option<(UdxSocket, SocketAddr)>,
     reader: Option<Waker>,
     writer: Option<Waker>,
+    /// Woken when the stream gets a socket or closes.
+    watchers: Vec<Waker>,
+    messages: VecDeque<Vec<u8>>,
+    message_reader: Option<Waker>,
     /// False once the [`UdxStream`] is dropped: the slot goes when the stream has closed and
     /// sent its last packet.
     attached: bool,
 }
 
-#[derive(Default)]
-struct State {
-    streams: HashMap<u32, Slot>,
-    /// Datagrams dropped because the unrouted channel was full or closed.
-    unrouted_dropped: u64,
-}
+impl Slot {
+    fn wake_all(&mut self) {
+        wake(&mut self.reader);
+        wake(&mut self.writer);
+        wake(&mut self.message_reader);
+        for w in self.watchers.drain(..) {
+            w.wake();
+        }
+    }
 
-struct Shared {
-    state: Mutex<State>,
-    /// Pokes the task after an application call that may have made something sendable.
-    wake: Notify,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves a state machine mid-update; nothing sensible
-        // can continue from that, so propagate it.
-        self.state.lock().expect("udx socket state poisoned")
+    fn poke(&self) {
+        if let Some(s) = &self.socket {
+            s.inner.wake.notify_one();
+        }
     }
 }
 
-/// A UDP socket driving UDX streams. Dropping it stops the task; streams on it stop moving.
-pub struct UdxSocket {
-    shared: Arc<Shared>,
-    socket: Arc<UdpSocket>,
-    local_addr: SocketAddr,
-    task: JoinHandle<()>,
+#[derive(Default)]
+struct State {
+    streams: HashMap<u32, Slot>,
+    /// Datagrams dropped because an unrouted channel was full or closed.
+    unrouted_dropped: u64,
+    /// Unreliable messages dropped because the reader fell behind.
+    messages_dropped: u64,
 }
 
-impl UdxSocket {
-    /// Binds `addr` and starts the socket's task. Datagrams not for a registered stream are
-    /// offered to `unrouted` (and dropped, counted, if it is full).
-    pub async fn bind(addr: SocketAddr, unrouted: mpsc::Sender<Datagram>) -> io::Result<Self> {
-        let socket = Arc::new(UdpSocket::bind(addr).await?);
-        let local_addr = socket.local_addr()?;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-            wake: Notify::new(),
-        });
-        let task = tokio::spawn(run(shared.clone(), socket.clone(), unrouted));
-        Ok(UdxSocket {
-            shared,
-            socket,
+struct Instance {
+    state: Mutex<State>,
+}
+
+impl Instance {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves a state machine mid-update; nothing sensible
+        // can continue from that, so propagate it.
+        self.state.lock().expect("udx state poisoned")
+    }
+}
+
+/// A UDX instance: the stream table shared by all of its sockets. Cloning gives another
+/// handle to the same instance.
+#[derive(Clone)]
+pub struct Udx {
+    inner: Arc<Instance>,
+}
+
+impl Default for Udx {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Udx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Udx")
+            .field("streams", &self.inner.lock().streams.len())
+            .finish()
+    }
+}
+
+impl Udx {
+    /// An instance with no sockets and no streams.
+    pub fn new() -> Self {
+        Udx {
+            inner: Arc::new(Instance {
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
+    /// Binds `addr` as a socket of this instance and starts its task. Datagrams not for a
+    /// live stream are offered to `unrouted` (and dropped, counted, if it is full).
+    pub async fn bind(
+        &self,
+        addr: SocketAddr,
+        unrouted: mpsc::Sender<Datagram>,
+    ) -> io::Result<UdxSocket> {
+        let udp = Arc::new(UdpSocket::bind(addr).await?);
+        let local_addr = udp.local_addr()?;
+        static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
+        let inner = Arc::new(SocketInner {
+            id,
+            udp: udp.clone(),
             local_addr,
-            task,
+            wake: Notify::new(),
+            task: OnceLock::new(),
+        });
+        // Spawned only once the handle exists: the task upgrades its weak reference on every
+        // turn and ends when that fails.
+        let task = tokio::spawn(run(
+            self.inner.clone(),
+            Arc::downgrade(&inner),
+            id,
+            udp,
+            unrouted,
+        ));
+        let _ = inner.task.set(task.abort_handle());
+        Ok(UdxSocket {
+            udx: self.clone(),
+            inner,
         })
+    }
+
+    /// A new stream with a random unused local id, not yet connected. Packets for it are
+    /// processed on any socket of the instance; see [`UdxStream::accept_first`] and
+    /// [`UdxStream::connect`].
+    pub fn create_stream(&self, config: Config) -> UdxStream {
+        let mut state = self.inner.lock();
+        let id = loop {
+            let id: u32 = rand::random();
+            if !state.streams.contains_key(&id) {
+                break id;
+            }
+        };
+        state.streams.insert(id, Slot::new(Stream::new(id, config)));
+        UdxStream {
+            inner: self.inner.clone(),
+            id,
+        }
+    }
+
+    /// Live (not yet removed) streams.
+    pub fn stream_count(&self) -> usize {
+        self.inner.lock().streams.len()
+    }
+
+    /// Datagrams dropped because an unrouted channel was full or closed.
+    pub fn unrouted_dropped(&self) -> u64 {
+        self.inner.lock().unrouted_dropped
+    }
+
+    /// Unreliable messages dropped because nobody read them in time.
+    pub fn messages_dropped(&self) -> u64 {
+        self.inner.lock().messages_dropped
+    }
+}
+
+impl Slot {
+    fn new(stream: Stream) -> Self {
+        Slot {
+            stream,
+            socket: None,
+            accept: None,
+            first_seen: None,
+            reader: None,
+            writer: None,
+            watchers: Vec::new(),
+            messages: VecDeque::new(),
+            message_reader: None,
+            attached: true,
+        }
+    }
+}
+
+struct SocketInner {
+    id: u64,
+    udp: Arc<UdpSocket>,
+    local_addr: SocketAddr,
+    /// Pokes the task after an application call that may have made something sendable.
+    wake: Notify,
+    task: OnceLock<AbortHandle>,
+}
+
+impl Drop for SocketInner {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.get() {
+            t.abort();
+        }
+    }
+}
+
+/// A UDP socket of a [`Udx`] instance. Cloning gives another handle; the socket closes when
+/// the last handle is dropped and no stream is connected through it.
+#[derive(Clone)]
+pub struct UdxSocket {
+    udx: Udx,
+    inner: Arc<SocketInner>,
+}
+
+impl std::fmt::Debug for UdxSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdxSocket")
+            .field("local_addr", &self.inner.local_addr)
+            .finish()
+    }
+}
+
+impl PartialEq for UdxSocket {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.id == other.inner.id
+    }
+}
+
+impl Eq for UdxSocket {}
+
+impl UdxSocket {
+    /// Binds `addr` as the only socket of a new instance (see [`Udx::bind`]).
+    pub async fn bind(addr: SocketAddr, unrouted: mpsc::Sender<Datagram>) -> io::Result<Self> {
+        Udx::new().bind(addr, unrouted).await
+    }
+
+    /// The instance this socket belongs to.
+    pub fn udx(&self) -> &Udx {
+        &self.udx
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.inner.local_addr
     }
 
-    /// Sends a raw datagram on the shared socket (dht-rpc messages, holepunch probes).
+    /// Sends a raw datagram on the socket (dht-rpc messages, holepunch probes).
     pub async fn send_to(&self, payload: &[u8], to: SocketAddr) -> io::Result<usize> {
-        self.socket.send_to(payload, to).await
+        self.inner.udp.send_to(payload, to).await
     }
 
-    /// Datagrams dropped because the unrouted channel was full or closed.
+    /// Sends a raw datagram with a one-off IP TTL (holepunching opens the local NAT mapping
+    /// with packets that die before reaching the peer's NAT).
+    pub async fn send_with_ttl(&self, payload: &[u8], to: SocketAddr, ttl: u32) -> io::Result<()> {
+        let udp = &self.inner.udp;
+        let old = udp.ttl()?;
+        udp.set_ttl(ttl)?;
+        let sent = udp.send_to(payload, to).await;
+        udp.set_ttl(old)?;
+        sent.map(|_| ())
+    }
+
+    /// Datagrams dropped because an unrouted channel was full or closed (instance-wide).
     pub fn unrouted_dropped(&self) -> u64 {
-        self.shared.lock().unrouted_dropped
+        self.udx.unrouted_dropped()
     }
 
-    /// Opens a stream with local id `local_id` to the peer's stream `remote_id` at `remote`.
-    /// Fails with `AddrInUse` if `local_id` is taken on this socket.
+    /// Opens a stream with local id `local_id` to the peer's stream `remote_id` at `remote`,
+    /// through this socket. Fails with `AddrInUse` if `local_id` is taken in the instance.
     pub fn connect(
         &self,
         local_id: u32,
@@ -128,78 +317,81 @@ impl UdxSocket {
         remote: SocketAddr,
         config: Config,
     ) -> io::Result<UdxStream> {
-        let mut state = self.shared.lock();
+        let mut state = self.udx.inner.lock();
         if state.streams.contains_key(&local_id) {
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
-                "stream id in use on this socket",
+                "stream id in use on this instance",
             ));
         }
-        let mut stream = Stream::new(local_id, config);
-        stream.connect(remote_id, remote);
-        state.streams.insert(
-            local_id,
-            Slot {
-                stream,
-                reader: None,
-                writer: None,
-                attached: true,
-            },
-        );
+        let mut slot = Slot::new(Stream::new(local_id, config));
+        slot.stream.connect(remote_id, remote);
+        slot.socket = Some(self.clone());
+        state.streams.insert(local_id, slot);
         drop(state);
-        self.shared.wake.notify_one();
+        self.inner.wake.notify_one();
         Ok(UdxStream {
-            shared: self.shared.clone(),
+            inner: self.udx.inner.clone(),
             id: local_id,
         })
     }
 }
 
-impl Drop for UdxSocket {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// The socket's task.
-async fn run(shared: Arc<Shared>, socket: Arc<UdpSocket>, unrouted: mpsc::Sender<Datagram>) {
+/// A socket's task.
+async fn run(
+    inst: Arc<Instance>,
+    me: Weak<SocketInner>,
+    my_id: u64,
+    udp: Arc<UdpSocket>,
+    unrouted: mpsc::Sender<Datagram>,
+) {
     let mut buf = vec![0u8; RECV_BUF];
     let mut out: Vec<Transmit> = Vec::new();
     let mut busy = false;
     loop {
         let mut received: Option<(usize, SocketAddr)> = None;
         if !busy {
-            let deadline = next_deadline(&shared);
+            let deadline = next_deadline(&inst, my_id);
+            let Some(sock) = me.upgrade() else { return };
             tokio::select! {
                 // Errors here are ICMP reports (port unreachable) on some platforms; they say
                 // nothing a stream's own timers will not find out.
-                r = socket.recv_from(&mut buf) => received = r.ok(),
-                _ = shared.wake.notified() => {}
+                r = udp.recv_from(&mut buf) => received = r.ok(),
+                _ = sock.wake.notified() => {}
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }
         }
         let now = Instant::now();
+        // Dropped outside the lock: releasing the last handle of a socket aborts its task.
+        let mut released: Vec<UdxSocket> = Vec::new();
         {
-            let mut state = shared.lock();
+            let mut state = inst.lock();
             let mut batch = 0;
             loop {
                 if let Some((n, from)) = received.take() {
-                    route(&mut state, &unrouted, now, &buf[..n], from);
+                    let here = Me {
+                        inst: &inst,
+                        socket: &me,
+                        id: my_id,
+                        unrouted: &unrouted,
+                    };
+                    route(&here, &mut state, now, &buf[..n], from);
                 }
                 batch += 1;
                 if batch >= RECV_BATCH {
                     break;
                 }
-                match socket.try_recv_from(&mut buf) {
+                match udp.try_recv_from(&mut buf) {
                     Ok(got) => received = Some(got),
                     Err(_) => break,
                 }
             }
-            busy = service(&mut state, now, &mut out);
+            busy = service(&mut state, my_id, now, &mut out, &mut released);
         }
+        drop(released);
         for t in out.drain(..) {
             // A failed send is a lost packet; the stream retransmits.
-            let _ = socket.send_to(&t.payload, t.dest).await;
+            let _ = udp.send_to(&t.payload, t.dest).await;
         }
         if busy {
             // Let the application tasks run between bursts.
@@ -208,27 +400,63 @@ async fn run(shared: Arc<Shared>, socket: Arc<UdpSocket>, unrouted: mpsc::Sender
     }
 }
 
-fn next_deadline(shared: &Shared) -> Instant {
-    let state = shared.lock();
+fn bound_to(slot: &Slot, socket: u64) -> bool {
+    slot.socket.as_ref().is_some_and(|s| s.inner.id == socket)
+}
+
+fn next_deadline(inst: &Instance, socket: u64) -> Instant {
+    let state = inst.lock();
     let far = Instant::now() + IDLE;
     state
         .streams
         .values()
+        .filter(|s| bound_to(s, socket))
         .filter_map(|s| s.stream.poll_timeout())
         .min()
         .map_or(far, |t| t.min(far))
 }
 
-fn route(
-    state: &mut State,
-    unrouted: &mpsc::Sender<Datagram>,
-    now: Instant,
-    bytes: &[u8],
-    from: SocketAddr,
-) {
+/// What a socket's task knows about its own socket.
+struct Me<'a> {
+    inst: &'a Arc<Instance>,
+    socket: &'a Weak<SocketInner>,
+    id: u64,
+    unrouted: &'a mpsc::Sender<Datagram>,
+}
+
+fn route(me: &Me<'_>, state: &mut State, now: Instant, bytes: &[u8], from: SocketAddr) {
+    let (inst, my_id, unrouted) = (me.inst, me.id, me.unrouted);
     if packet::is_udx(bytes) {
-        if let Some(slot) = packet::stream_id(bytes).and_then(|id| state.streams.get_mut(&id)) {
+        let slot = packet::stream_id(bytes).and_then(|id| state.streams.get_mut(&id));
+        // A stream destroyed before it ever had a socket is only waiting for its handle to
+        // go; its packets are nobody's.
+        if let Some(slot) = slot.filter(|s| s.stream.is_closed().is_none() || s.socket.is_some()) {
+            if slot.socket.is_none() {
+                if let Some(inner) = me.socket.upgrade() {
+                    let here = UdxSocket {
+                        udx: Udx {
+                            inner: inst.clone(),
+                        },
+                        inner,
+                    };
+                    match slot.accept.take() {
+                        Some(remote_id) => {
+                            slot.socket = Some(here);
+                            slot.stream.connect(remote_id, from);
+                            slot.wake_all();
+                        }
+                        None => {
+                            if slot.first_seen.is_none() {
+                                slot.first_seen = Some((here, from));
+                            }
+                        }
+                    }
+                }
+            }
             slot.stream.handle_datagram(now, bytes);
+            if !bound_to(slot, my_id) {
+                slot.poke();
+            }
             return;
         }
     }
@@ -241,11 +469,21 @@ fn route(
     }
 }
 
-/// Runs due timers, collects what each stream sends and wakes handles. Returns true when
-/// some stream hit [`SEND_BATCH`] and has more to send right away.
-fn service(state: &mut State, now: Instant, out: &mut Vec<Transmit>) -> bool {
+/// Runs due timers of the streams bound to `socket`, collects what each sends and wakes
+/// handles. Returns true when some stream hit [`SEND_BATCH`] and has more to send right away.
+fn service(
+    state: &mut State,
+    socket: u64,
+    now: Instant,
+    out: &mut Vec<Transmit>,
+    released: &mut Vec<UdxSocket>,
+) -> bool {
     let mut busy = false;
+    let mut dropped_messages = 0;
     state.streams.retain(|_, slot| {
+        if !bound_to(slot, socket) {
+            return true;
+        }
         let s = &mut slot.stream;
         if s.poll_timeout().is_some_and(|t| t <= now) {
             s.handle_timeout(now);
@@ -259,20 +497,28 @@ fn service(state: &mut State, now: Instant, out: &mut Vec<Transmit>) -> bool {
             sent += 1;
         }
         busy |= sent == SEND_BATCH;
-        while let Some(e) = s.poll_event() {
+        while let Some(e) = slot.stream.poll_event() {
             match e {
                 Event::Readable | Event::RemoteEnded => wake(&mut slot.reader),
                 Event::Writable => wake(&mut slot.writer),
-                Event::Closed(_) => {
-                    wake(&mut slot.reader);
-                    wake(&mut slot.writer);
+                Event::Closed(_) => slot.wake_all(),
+                Event::Message(m) => {
+                    if slot.messages.len() < MAX_MESSAGES {
+                        slot.messages.push_back(m);
+                        wake(&mut slot.message_reader);
+                    } else {
+                        dropped_messages += 1;
+                    }
                 }
-                // Unreliable messages have no consumer on this API yet.
-                Event::Message(_) => {}
             }
         }
-        slot.attached || s.is_closed().is_none() || sent > 0
+        let keep = slot.attached || slot.stream.is_closed().is_none() || sent > 0;
+        if !keep {
+            released.extend(slot.socket.take());
+        }
+        keep
     });
+    state.messages_dropped += dropped_messages;
     busy
 }
 
@@ -282,12 +528,80 @@ fn wake(w: &mut Option<Waker>) {
     }
 }
 
-/// A UDX stream on a [`UdxSocket`], as tokio `AsyncRead` + `AsyncWrite`. Reads end (0 bytes)
-/// once the peer's END is delivered; `shutdown` sends our END after the written data.
+/// A UDX stream of a [`Udx`] instance, as tokio `AsyncRead` + `AsyncWrite`. Reads end (0
+/// bytes) once the peer's END is delivered; `shutdown` sends our END after the written data.
 /// Dropping the handle destroys a stream that has not closed.
 pub struct UdxStream {
-    shared: Arc<Shared>,
+    inner: Arc<Instance>,
     id: u32,
+}
+
+/// A second handle to a [`UdxStream`] that does not own it: it can wait for the close and
+/// slip in small writes, and dropping it does nothing to the stream.
+#[derive(Clone)]
+pub struct StreamWatch {
+    inner: Arc<Instance>,
+    id: u32,
+}
+
+impl std::fmt::Debug for StreamWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamWatch").field("id", &self.id).finish()
+    }
+}
+
+impl StreamWatch {
+    fn with<R>(&self, f: impl FnOnce(&mut Slot) -> R) -> io::Result<R> {
+        with_slot(&self.inner, self.id, f)
+    }
+
+    /// Waits until the stream has closed and says why.
+    pub async fn closed(&self) -> CloseReason {
+        poll_fn(|cx| {
+            let r = self.with(|slot| match slot.stream.is_closed() {
+                Some(r) => Poll::Ready(r),
+                None => {
+                    slot.watchers.push(cx.waker().clone());
+                    Poll::Pending
+                }
+            });
+            // A slot that is gone belonged to a stream that closed.
+            r.unwrap_or(Poll::Ready(CloseReason::Destroyed))
+        })
+        .await
+    }
+
+    /// Writes all of `data` if nothing else is waiting to be sent, without blocking; returns
+    /// whether it did. For keepalives, which only matter on an idle stream and must never be
+    /// split.
+    pub fn write_if_idle(&self, data: &[u8]) -> io::Result<bool> {
+        self.with(|slot| {
+            if let Some(r) = slot.stream.is_closed() {
+                return Err(closed_error(r));
+            }
+            if slot.stream.send_buffered() > 0 || slot.stream.is_write_ended() {
+                return Ok(false);
+            }
+            let n = slot.stream.write(data);
+            slot.poke();
+            Ok(n == data.len())
+        })?
+    }
+}
+
+fn with_slot<R>(inst: &Instance, id: u32, f: impl FnOnce(&mut Slot) -> R) -> io::Result<R> {
+    let mut state = inst.lock();
+    let slot = state
+        .streams
+        .get_mut(&id)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
+    Ok(f(slot))
+}
+
+impl std::fmt::Debug for UdxStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdxStream").field("id", &self.id).finish()
+    }
 }
 
 impl UdxStream {
@@ -296,31 +610,153 @@ impl UdxStream {
         self.id
     }
 
+    /// Connects the stream through `socket` to the peer's stream `remote_id` at `remote`.
+    /// On a connected stream this moves it to the new path (libudx's change-remote): bytes
+    /// in flight are retransmitted there if they were lost on the old one.
+    pub fn connect(
+        &self,
+        socket: &UdxSocket,
+        remote_id: u32,
+        remote: SocketAddr,
+    ) -> io::Result<()> {
+        let old = self.with(|slot| {
+            if let Some(r) = slot.stream.is_closed() {
+                return Err(closed_error(r));
+            }
+            slot.stream.connect(remote_id, remote);
+            slot.accept = None;
+            let old = slot.socket.replace(socket.clone());
+            slot.wake_all();
+            Ok(old)
+        })??;
+        socket.inner.wake.notify_one();
+        if let Some(old) = old {
+            old.inner.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Lets the first packet that arrives for this stream, on any socket of the instance,
+    /// connect it to the packet's source with peer stream id `remote_id` (how a server
+    /// learns which path a holepunch or relay opened).
+    /// If a packet already came in, the stream connects to where it came from right away.
+    pub fn accept_first(&self, remote_id: u32) -> io::Result<()> {
+        self.with(|slot| {
+            if slot.socket.is_some() {
+                return;
+            }
+            match slot.first_seen.take() {
+                Some((socket, from)) => {
+                    slot.stream.connect(remote_id, from);
+                    socket.inner.wake.notify_one();
+                    slot.socket = Some(socket);
+                    slot.wake_all();
+                }
+                None => slot.accept = Some(remote_id),
+            }
+        })
+    }
+
+    /// Writes all of `data` if nothing else is waiting to be sent (see
+    /// [`StreamWatch::write_if_idle`]).
+    pub fn write_if_idle(&self, data: &[u8]) -> io::Result<bool> {
+        self.watch().write_if_idle(data)
+    }
+
+    /// The peer's address, once connected.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.with(|slot| slot.stream.remote_addr()).ok().flatten()
+    }
+
+    /// The socket the stream sends on, once connected.
+    pub fn socket(&self) -> Option<UdxSocket> {
+        self.with(|slot| slot.socket.clone()).ok().flatten()
+    }
+
+    /// Waits until the stream is connected (by [`UdxStream::connect`] or by the first packet
+    /// after [`UdxStream::accept_first`]) and returns the peer's address. Fails if the stream
+    /// closes first.
+    pub async fn connected(&self) -> io::Result<SocketAddr> {
+        poll_fn(|cx| {
+            self.with(|slot| {
+                if slot.socket.is_some() {
+                    if let Some(addr) = slot.stream.remote_addr() {
+                        return Poll::Ready(Ok(addr));
+                    }
+                }
+                if let Some(r) = slot.stream.is_closed() {
+                    return Poll::Ready(Err(closed_error(r)));
+                }
+                slot.watchers.push(cx.waker().clone());
+                Poll::Pending
+            })?
+        })
+        .await
+    }
+
+    /// Waits until the stream has closed and says why.
+    pub async fn closed(&self) -> CloseReason {
+        self.watch().closed().await
+    }
+
+    /// A non-owning handle to this stream.
+    pub fn watch(&self) -> StreamWatch {
+        StreamWatch {
+            inner: self.inner.clone(),
+            id: self.id,
+        }
+    }
+
     /// Why the stream closed, if it has.
     pub fn close_reason(&self) -> Option<CloseReason> {
-        self.shared
-            .lock()
-            .streams
-            .get(&self.id)
-            .and_then(|s| s.stream.is_closed())
+        self.with(|s| s.stream.is_closed()).ok().flatten()
     }
 
     /// The stream's counters.
     pub fn stats(&self) -> Option<super::Stats> {
-        self.shared
-            .lock()
-            .streams
-            .get(&self.id)
-            .map(|s| s.stream.stats())
+        self.with(|s| s.stream.stats()).ok()
+    }
+
+    /// Sends one unreliable MESSAGE packet.
+    pub fn send_message(&self, data: &[u8]) -> Result<(), MessageError> {
+        self.with(|slot| {
+            let r = slot.stream.send_message(data);
+            slot.poke();
+            r
+        })
+        .map_err(|_| MessageError::Closed)?
+    }
+
+    /// The next unreliable MESSAGE from the peer; `None` once the stream has closed and every
+    /// received message was taken.
+    pub async fn recv_message(&self) -> Option<Vec<u8>> {
+        poll_fn(|cx| {
+            self.with(|slot| {
+                if let Some(m) = slot.messages.pop_front() {
+                    return Poll::Ready(Some(m));
+                }
+                if slot.stream.is_closed().is_some() {
+                    return Poll::Ready(None);
+                }
+                slot.message_reader = Some(cx.waker().clone());
+                Poll::Pending
+            })
+            .unwrap_or(Poll::Ready(None))
+        })
+        .await
+    }
+
+    /// Aborts the stream: one DESTROY to the peer, then closed.
+    pub fn destroy(&self) {
+        let _ = self.with(|slot| {
+            slot.stream.destroy();
+            slot.wake_all();
+            slot.poke();
+        });
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Slot) -> R) -> io::Result<R> {
-        let mut state = self.shared.lock();
-        let slot = state
-            .streams
-            .get_mut(&self.id)
-            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
-        Ok(f(slot))
+        with_slot(&self.inner, self.id, f)
     }
 }
 
@@ -338,29 +774,26 @@ impl AsyncRead for UdxStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let r = self.with(|slot| {
+        self.with(|slot| {
             let n = slot.stream.read(buf.initialize_unfilled());
             if n > 0 {
                 buf.advance(n);
-                return Poll::Ready(Ok(true));
+                // Reading frees receive buffer; the stream may owe the peer a window update.
+                slot.poke();
+                return Poll::Ready(Ok(()));
             }
             if slot.stream.is_read_finished() {
-                return Poll::Ready(Ok(false));
+                return Poll::Ready(Ok(()));
             }
             match slot.stream.is_closed() {
-                Some(CloseReason::Ended) => Poll::Ready(Ok(false)),
+                Some(CloseReason::Ended) => Poll::Ready(Ok(())),
                 Some(r) => Poll::Ready(Err(closed_error(r))),
                 None => {
                     slot.reader = Some(cx.waker().clone());
                     Poll::Pending
                 }
             }
-        })?;
-        if let Poll::Ready(Ok(true)) = r {
-            // Reading frees receive buffer; the stream may owe the peer a window update.
-            self.shared.wake.notify_one();
-        }
-        r.map_ok(|_| ())
+        })?
     }
 }
 
@@ -370,11 +803,14 @@ impl AsyncWrite for UdxStream {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let r = self.with(|slot| {
+        self.with(|slot| {
             if let Some(r) = slot.stream.is_closed() {
                 return Poll::Ready(Err(closed_error(r)));
             }
             let n = slot.stream.write(data);
+            if n > 0 {
+                slot.poke();
+            }
             if n > 0 || data.is_empty() {
                 return Poll::Ready(Ok(n));
             }
@@ -383,13 +819,7 @@ impl AsyncWrite for UdxStream {
             }
             slot.writer = Some(cx.waker().clone());
             Poll::Pending
-        })?;
-        if let Poll::Ready(Ok(n)) = r {
-            if n > 0 {
-                self.shared.wake.notify_one();
-            }
-        }
-        r
+        })?
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -398,22 +828,30 @@ impl AsyncWrite for UdxStream {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.with(|slot| slot.stream.end())?;
-        self.shared.wake.notify_one();
+        self.with(|slot| {
+            slot.stream.end();
+            slot.poke();
+        })?;
         Poll::Ready(Ok(()))
     }
 }
 
 impl Drop for UdxStream {
     fn drop(&mut self) {
-        let mut state = self.shared.lock();
+        let mut state = self.inner.lock();
+        let mut released = None;
         if let Some(slot) = state.streams.get_mut(&self.id) {
             slot.attached = false;
             if slot.stream.is_closed().is_none() {
                 slot.stream.destroy();
             }
+            slot.poke();
+            if slot.socket.is_none() {
+                // Nobody services a stream without a socket: it goes now.
+                released = state.streams.remove(&self.id);
+            }
         }
         drop(state);
-        self.shared.wake.notify_one();
+        drop(released);
     }
 }
