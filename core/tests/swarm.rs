@@ -506,3 +506,43 @@ async fn destroy_ends_accept_and_rejects_joins() {
         SwarmError::NoMode
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_closed_by_the_peer_is_noticed_and_redialled() {
+    let net = MemNet::new(LATENCY);
+    let a = swarm(&net, 1);
+    let b = swarm(&net, 2);
+    b.join(
+        TOPIC,
+        JoinOptions {
+            client: false,
+            ..JoinOptions::default()
+        },
+    )
+    .await
+    .unwrap()
+    .flushed()
+    .await;
+    a.join(
+        TOPIC,
+        JoinOptions {
+            server: false,
+            ..JoinOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (held_by_a, info) = timeout(DEADLINE, a.accept()).await.unwrap().unwrap();
+    assert!(info.client);
+    let (at_b, _) = timeout(DEADLINE, b.accept()).await.unwrap().unwrap();
+    drop(at_b);
+    // a still holds its end, yet its swarm sees the close and dials again (short backoff:
+    // the peer is proven).
+    until(&a, "a saw the close", |s| s.client.closed == 1).await;
+    let t = Instant::now();
+    let (again, _) = timeout(DEADLINE, a.accept()).await.unwrap().unwrap();
+    assert!(t.elapsed() <= Duration::from_millis(2 * 660) + LATENCY);
+    assert!(again.is_initiator());
+    assert_eq!(a.stats().client.opened, 2);
+    drop(held_by_a);
+}

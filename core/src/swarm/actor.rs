@@ -708,6 +708,13 @@ impl<N: Network> Actor<N> {
         let Some(info) = self.peers.get(&key).map(Peer::info) else {
             return;
         };
+        if let Some(closed) = shared.with_stream(|s| s.closed()) {
+            let tx = self.closed_tx.clone();
+            tokio::spawn(async move {
+                closed.await;
+                let _ = tx.send(id);
+            });
+        }
         let conn = Connection::new(shared, id, key, initiator, self.closed_tx.clone());
         if let Some(tx) = &self.accept_tx {
             let _ = tx.send((conn, info));

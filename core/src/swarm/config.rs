@@ -1,5 +1,6 @@
 //! Options, errors and counters of a swarm.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::network::{NetworkError, Refuse};
@@ -76,6 +77,8 @@ pub struct SwarmConfig {
     /// Bootstrap nodes (`host:port` or `suggested-ip@host:port`); `None` means
     /// [`PUBLIC_BOOTSTRAP`].
     pub bootstrap: Option<Vec<String>>,
+    /// Address to bind the DHT node to; `None` means all interfaces.
+    pub host: Option<IpAddr>,
     /// Preferred UDP port of the DHT node; 0 picks one.
     pub port: u16,
     /// The connection policy.

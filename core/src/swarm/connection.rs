@@ -46,6 +46,10 @@ impl<S> Shared<S> {
         self.read.load(Ordering::Relaxed) > 0 && self.written.load(Ordering::Relaxed) > 0
     }
 
+    pub fn with_stream<R>(&self, f: impl FnOnce(&S) -> R) -> Option<R> {
+        self.lock().stream.as_ref().map(f)
+    }
+
     /// Closes the stream under the application's feet; its pending reads and writes fail.
     pub fn close(&self) {
         let (stream, wakers) = {
@@ -116,7 +120,7 @@ impl<S> Connection<S> {
 
     /// Runs `f` on the underlying stream, if still open (to reach its own methods).
     pub fn with_stream<R>(&self, f: impl FnOnce(&S) -> R) -> Option<R> {
-        self.shared.lock().stream.as_ref().map(f)
+        self.shared.with_stream(f)
     }
 }
 

@@ -9,6 +9,7 @@
 mod actor;
 mod config;
 mod connection;
+mod dht;
 mod discovery;
 mod handle;
 mod network;
@@ -21,8 +22,9 @@ pub use config::{
     MAX_PARALLEL, MAX_PEERS, PUBLIC_BOOTSTRAP,
 };
 pub use connection::Connection;
+pub use dht::DhtListener;
 pub use discovery::{Discovery, REFRESH_INTERVAL, REFRESH_JITTER};
 pub use handle::Swarm;
-pub use network::{Listener, Network, NetworkError, PeerSink, Refuse, SecureStream};
+pub use network::{Closed, Listener, Network, NetworkError, PeerSink, Refuse, SecureStream};
 pub use peer::{PeerInfo, Priority};
 pub use retry::Backoffs;

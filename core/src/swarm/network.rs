@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -18,10 +19,17 @@ pub type Refuse = dyn Fn(&[u8; 32]) -> bool + Send + Sync;
 /// a time.
 pub type PeerSink = dyn Fn(Vec<PeerRecord>) + Send + Sync;
 
+/// Resolves when a connection has closed.
+pub type Closed = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
 /// An established, authenticated byte stream to a peer.
 pub trait SecureStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// The peer's static public key, as proven by the handshake.
     fn remote_public_key(&self) -> [u8; 32];
+
+    /// Resolves once the connection has closed underneath, whoever closed it; the swarm
+    /// then stops counting it even while the application still holds it.
+    fn closed(&self) -> Closed;
 }
 
 /// A running server: hands out connections dialled to our key pair. Dropping it stops

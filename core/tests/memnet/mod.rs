@@ -10,20 +10,53 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyperswarm::dht::{KeyPair, PeerRecord};
-use hyperswarm::swarm::{Listener, Network, NetworkError, PeerSink, Refuse, SecureStream};
+use hyperswarm::swarm::{Closed, Listener, Network, NetworkError, PeerSink, Refuse, SecureStream};
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 /// One end of a connection.
 pub struct MemStream {
     io: DuplexStream,
     remote: [u8; 32],
+    /// Set when either end is dropped: the pipe is then closed for both.
+    gone: Arc<watch::Sender<bool>>,
+}
+
+impl MemStream {
+    fn pair(a: [u8; 32], b: [u8; 32]) -> (MemStream, MemStream) {
+        let (x, y) = tokio::io::duplex(64 * 1024);
+        let gone = Arc::new(watch::channel(false).0);
+        let at_a = MemStream {
+            io: x,
+            remote: b,
+            gone: gone.clone(),
+        };
+        let at_b = MemStream {
+            io: y,
+            remote: a,
+            gone,
+        };
+        (at_a, at_b)
+    }
+}
+
+impl Drop for MemStream {
+    fn drop(&mut self) {
+        self.gone.send_replace(true);
+    }
 }
 
 impl SecureStream for MemStream {
     fn remote_public_key(&self) -> [u8; 32] {
         self.remote
+    }
+
+    fn closed(&self) -> Closed {
+        let mut rx = self.gone.subscribe();
+        Box::pin(async move {
+            let _ = rx.wait_for(|g| *g).await;
+        })
     }
 }
 
@@ -159,13 +192,9 @@ impl Network for MemNet {
         if refuse(&me) {
             return Err(NetworkError::Refused);
         }
-        let (ours, theirs) = tokio::io::duplex(64 * 1024);
-        tx.send(MemStream {
-            io: theirs,
-            remote: me,
-        })
-        .map_err(|_| NetworkError::Unreachable)?;
-        Ok(MemStream { io: ours, remote })
+        let (ours, theirs) = MemStream::pair(me, remote);
+        tx.send(theirs).map_err(|_| NetworkError::Unreachable)?;
+        Ok(ours)
     }
 
     async fn listen(
