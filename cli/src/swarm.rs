@@ -1,0 +1,368 @@
+//! `join` and `chat`: Hyperswarm topics from the command line.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use clap::Args;
+use hyperswarm::dht::{Connection, HyperDht, KeyPair};
+use hyperswarm::swarm::{self, JoinOptions, PeerInfo, Swarm, SwarmConfig};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+
+use crate::dht::{wait_for_exit, BootstrapArg};
+use crate::output::Out;
+use crate::records::parse_topic;
+
+type SwarmConn = swarm::Connection<Connection>;
+
+/// What every swarm command takes.
+#[derive(Args)]
+pub struct SwarmArgs {
+    /// Print one JSON object per line (events for programs).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    bootstrap: BootstrapArg,
+    /// Identity file: the 64-byte secret key (seed then public key, as JS keeps it); created
+    /// with a random key and 0600 permissions if missing.
+    #[arg(long, conflicts_with = "seed")]
+    key: Option<PathBuf>,
+    /// Identity from a 32-byte seed, 64 hex characters; random without --key or --seed.
+    #[arg(long)]
+    seed: Option<String>,
+    /// Send `hello <our public key>` to each peer as it connects.
+    #[arg(long)]
+    greet: bool,
+    /// Topic: 64 hex characters are used as the 32 bytes; anything else is hashed.
+    topic: String,
+}
+
+#[derive(Args)]
+pub struct JoinArgs {
+    #[command(flatten)]
+    common: SwarmArgs,
+    /// Only announce (peers dial us).
+    #[arg(long, conflicts_with = "client")]
+    server: bool,
+    /// Only look up and dial.
+    #[arg(long)]
+    client: bool,
+}
+
+#[derive(Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    common: SwarmArgs,
+}
+
+fn identity(args: &SwarmArgs) -> Result<KeyPair, String> {
+    if let Some(seed) = &args.seed {
+        let seed =
+            hyperswarm::rpc::NodeId::from_hex(seed).ok_or("--seed must be 64 hex characters")?;
+        return Ok(KeyPair::from_seed(seed.0));
+    }
+    match &args.key {
+        Some(path) => load_or_create_key(path),
+        None => Ok(KeyPair::generate()),
+    }
+}
+
+/// Reads a 64-byte secret key file, or creates one. The stored public half must match the
+/// seed, so a corrupted or foreign file is refused rather than silently changing identity.
+fn load_or_create_key(path: &Path) -> Result<KeyPair, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let secret: [u8; 64] = bytes.as_slice().try_into().map_err(|_| {
+                format!(
+                    "{} holds {} bytes, not a 64-byte secret key",
+                    path.display(),
+                    bytes.len()
+                )
+            })?;
+            let mut seed = [0u8; 32];
+            seed.copy_from_slice(&secret[..32]);
+            let kp = KeyPair::from_seed(seed);
+            if kp.public_key()[..] != secret[32..] {
+                return Err(format!(
+                    "{}: the public key does not match the seed",
+                    path.display()
+                ));
+            }
+            Ok(kp)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let kp = KeyPair::generate();
+            write_private(path, &kp.secret_key())
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            Ok(kp)
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
+async fn start(args: &SwarmArgs, out: Out) -> Result<Swarm<HyperDht>, String> {
+    let swarm = Swarm::new(SwarmConfig {
+        key_pair: Some(identity(args)?),
+        bootstrap: Some(args.bootstrap.list()),
+        ..SwarmConfig::default()
+    })
+    .await
+    .map_err(|e| format!("cannot start: {e}"))?;
+    swarm.dht().node().bootstrapped().await;
+    let pk = hex::encode(swarm.public_key());
+    out.emit(json!({"event": "ready", "public_key": pk}), || {
+        format!("our public key: {pk}")
+    });
+    Ok(swarm)
+}
+
+/// Reports the first round of the topic and the dials it led to.
+fn report_flush(swarm: &Arc<Swarm<HyperDht>>, d: swarm::Discovery, out: Out) {
+    let swarm = swarm.clone();
+    tokio::spawn(async move {
+        let announced = d.flushed().await;
+        let flushed = swarm.flush().await;
+        out.emit(
+            json!({"event": "flushed", "ok": announced && flushed}),
+            || "first discovery round done".to_string(),
+        );
+    });
+}
+
+fn announce_connection(out: Out, id: u64, conn: &SwarmConn, info: &PeerInfo) {
+    let key = hex::encode(conn.remote_public_key());
+    out.emit(
+        json!({
+            "event": "connection",
+            "id": id,
+            "remote_public_key": key,
+            "initiator": conn.is_initiator(),
+            "topics": info.topics.iter().map(hex::encode).collect::<Vec<_>>(),
+        }),
+        || {
+            let how = if conn.is_initiator() { "to" } else { "from" };
+            format!("connection {how} {key}")
+        },
+    );
+}
+
+fn greeting(swarm: &Swarm<HyperDht>) -> String {
+    format!("hello {}\n", hex::encode(swarm.public_key()))
+}
+
+pub async fn join(args: JoinArgs) -> Result<(), String> {
+    let out = Out {
+        json: args.common.json,
+    };
+    let swarm = Arc::new(start(&args.common, out).await?);
+    let topic = parse_topic(&args.common.topic).0;
+    let options = JoinOptions {
+        server: !args.client,
+        client: !args.server,
+        limit: None,
+    };
+    let d = swarm
+        .join(topic, options)
+        .await
+        .map_err(|e| format!("join: {e}"))?;
+    out.emit(
+        json!({"event": "joined", "topic": hex::encode(topic)}),
+        || format!("joined {}", hex::encode(topic)),
+    );
+    report_flush(&swarm, d, out);
+
+    let stdin = Arc::new(tokio::sync::Mutex::new(tokio::io::stdin()));
+    let mut extra = Vec::new();
+    let mut id = 0u64;
+    let result = loop {
+        let next = tokio::select! {
+            c = swarm.accept() => c,
+            r = wait_for_exit(false) => break r,
+        };
+        let Some((mut conn, info)) = next else {
+            break Ok(());
+        };
+        id += 1;
+        announce_connection(out, id, &conn, &info);
+        if args.common.greet {
+            let _ = conn.write_all(greeting(&swarm).as_bytes()).await;
+        }
+        let pipe = pipe(&mut conn, stdin.clone(), out);
+        let done = tokio::select! {
+            r = pipe => r,
+            r = wait_for_exit(false) => break r,
+        };
+        match done {
+            // The swarm closed it for a duplicate of it: carry on with the survivor.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => {
+                emit_closed(out, id, &conn);
+                extra.push(conn);
+                continue;
+            }
+            Err(e) => break Err(format!("connection: {e}")),
+            Ok(()) => break Ok(()),
+        }
+    };
+    let _ = swarm.destroy().await;
+    result
+}
+
+/// stdin to the peer, the peer to stdout, until the peer ends.
+async fn pipe(
+    conn: &mut SwarmConn,
+    stdin: Arc<tokio::sync::Mutex<tokio::io::Stdin>>,
+    out: Out,
+) -> std::io::Result<()> {
+    let (mut rd, mut wr) = tokio::io::split(conn);
+    let upload = async {
+        let mut stdin = stdin.lock().await;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = stdin.read(&mut buf).await?;
+            if n == 0 {
+                return wr.shutdown().await;
+            }
+            wr.write_all(&buf[..n]).await?;
+        }
+    };
+    let download = async {
+        let mut stdout = tokio::io::stdout();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = rd.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<(), std::io::Error>(());
+            }
+            if out.json {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                out.emit(json!({"event": "data", "text": text}), String::new);
+            } else {
+                stdout.write_all(&buf[..n]).await?;
+                stdout.flush().await?;
+            }
+        }
+    };
+    tokio::pin!(download);
+    tokio::select! {
+        r = &mut download => return r,
+        r = upload => r?,
+    }
+    // Our side is done; the peer may still have things to say.
+    download.await
+}
+
+fn emit_closed(out: Out, id: u64, conn: &SwarmConn) {
+    let key = hex::encode(conn.remote_public_key());
+    out.emit(
+        json!({"event": "closed", "id": id, "remote_public_key": key}),
+        || format!("connection with {key} closed"),
+    );
+}
+
+type Writers = Arc<Mutex<HashMap<u64, Arc<tokio::sync::Mutex<WriteHalf<SwarmConn>>>>>>;
+
+pub async fn chat(args: ChatArgs) -> Result<(), String> {
+    let out = Out {
+        json: args.common.json,
+    };
+    let swarm = Arc::new(start(&args.common, out).await?);
+    let topic = parse_topic(&args.common.topic).0;
+    let d = swarm
+        .join(topic, JoinOptions::default())
+        .await
+        .map_err(|e| format!("join: {e}"))?;
+    out.emit(
+        json!({"event": "joined", "topic": hex::encode(topic)}),
+        || format!("joined {}", hex::encode(topic)),
+    );
+    report_flush(&swarm, d, out);
+
+    let writers: Writers = Arc::default();
+    let accepting = {
+        let (swarm, writers) = (swarm.clone(), writers.clone());
+        let greet = args.common.greet;
+        async move {
+            let mut id = 0u64;
+            while let Some((conn, info)) = swarm.accept().await {
+                id += 1;
+                announce_connection(out, id, &conn, &info);
+                let remote = conn.remote_public_key();
+                let (rd, mut wr) = tokio::io::split(conn);
+                if greet {
+                    let _ = wr.write_all(greeting(&swarm).as_bytes()).await;
+                }
+                let wr = Arc::new(tokio::sync::Mutex::new(wr));
+                lock(&writers).insert(id, wr);
+                tokio::spawn(read_lines(rd, id, remote, writers.clone(), out));
+            }
+        }
+    };
+    let typing = {
+        let writers = writers.clone();
+        async move {
+            let mut lines = BufReader::new(tokio::io::stdin()).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let targets: Vec<_> = lock(&writers).values().cloned().collect();
+                for w in targets {
+                    let _ = w
+                        .lock()
+                        .await
+                        .write_all(format!("{line}\n").as_bytes())
+                        .await;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = accepting => {}
+        _ = typing => {}
+        r = wait_for_exit(false) => r?,
+    }
+    let _ = swarm.destroy().await;
+    Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn read_lines(
+    rd: ReadHalf<SwarmConn>,
+    id: u64,
+    remote: [u8; 32],
+    writers: Writers,
+    out: Out,
+) {
+    let key = hex::encode(remote);
+    let mut lines = BufReader::new(rd).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.strip_prefix("hello ") == Some(key.as_str()) {
+            out.emit(
+                json!({"event": "hello", "id": id, "remote_public_key": key}),
+                || format!("{key} says hello"),
+            );
+            continue;
+        }
+        out.emit(
+            json!({"event": "message", "id": id, "remote_public_key": key, "text": line}),
+            || format!("<{}> {line}", &key[..8]),
+        );
+    }
+    lock(&writers).remove(&id);
+    out.emit(
+        json!({"event": "closed", "id": id, "remote_public_key": key}),
+        || format!("connection with {key} closed"),
+    );
+}
