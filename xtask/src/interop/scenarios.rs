@@ -12,6 +12,7 @@
 mod bench;
 mod records;
 mod relay;
+mod swarm;
 mod udx;
 
 use std::cell::Cell;
@@ -155,6 +156,27 @@ pub static ALL: &[Scenario] = &[
         timeout: Duration::from_secs(600),
         needs_cli: true,
         run: udx::loss,
+    },
+    Scenario {
+        name: "swarm-rs-server-js-client",
+        description: "Rust `join --server` and JS hyperswarm `join --client` on one topic over a JS testnet: the JS client finds and dials us, both greet through the encrypted connection",
+        timeout: Duration::from_secs(150),
+        needs_cli: true,
+        run: swarm::rs_server_js_client,
+    },
+    Scenario {
+        name: "swarm-js-server-rs-client",
+        description: "JS hyperswarm `join --server` and Rust `join --client` on one topic: we find and dial the JS server, both greet through the encrypted connection",
+        timeout: Duration::from_secs(150),
+        needs_cli: true,
+        run: swarm::js_server_rs_client,
+    },
+    Scenario {
+        name: "swarm-mixed-10",
+        description: "5 JS + 5 Rust swarm peers on one topic (server+client): every pair ends with exactly one connection, the same on both ends, greeted through",
+        timeout: Duration::from_secs(240),
+        needs_cli: true,
+        run: swarm::mixed_10,
     },
 ];
 

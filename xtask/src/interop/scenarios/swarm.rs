@@ -1,0 +1,219 @@
+//! Hyperswarm peers, ours and JS hyperswarm 4.17.2, on one topic over a JS testnet: they
+//! find each other through announces and lookups, connect, greet each other through the
+//! encrypted connection, and every pair ends with exactly one connection that both ends
+//! agree on (the duplicate-connection rule must match across implementations).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{start_js_testnet, strings, Ctx};
+use crate::interop::proc::{is_event, stop_all, Proc};
+
+const TOPIC: &str = "hyperswarm-rs interop topic";
+/// The connection picture must hold this long to count as settled.
+const STABLE: Duration = Duration::from_secs(5);
+
+struct Peer {
+    label: String,
+    proc: Proc,
+    key: String,
+}
+
+fn seed(i: usize) -> String {
+    format!("{:02x}", 0x40 + i).repeat(32)
+}
+
+/// Starts a swarm peer (`js` or ours) and waits for its public key.
+fn start_peer(
+    ctx: &Ctx,
+    js: bool,
+    i: usize,
+    op: &str,
+    mode: Option<&str>,
+    boot: &str,
+) -> Result<Peer, String> {
+    let label = format!("{}-{op}-{i}", if js { "js" } else { "rs" });
+    let s = seed(i);
+    let mut proc = if js {
+        let mut args = strings(&[op, TOPIC, "--bootstrap", boot, "--seed", &s, "--greet"]);
+        args.extend(mode.map(str::to_string));
+        ctx.js(&label, "js-swarm.js", &args)?
+    } else {
+        let mut args = strings(&[op, "--json", "--greet", "--bootstrap", boot, "--seed", &s]);
+        args.extend(mode.map(str::to_string));
+        args.push(TOPIC.to_string());
+        ctx.rs(&label, &args)?
+    };
+    let ready = proc.wait_event("ready", ctx.within(Duration::from_secs(60)))?;
+    let key = ready["public_key"]
+        .as_str()
+        .ok_or_else(|| format!("{label}: ready without public_key"))?
+        .to_string();
+    Ok(Peer { label, proc, key })
+}
+
+/// A peer's open connections by remote key (ids), from its connection/closed events.
+fn live(events: &[Value]) -> BTreeMap<String, BTreeSet<u64>> {
+    let mut open: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    for e in events {
+        let (Some(key), Some(id)) = (e["remote_public_key"].as_str(), e["id"].as_u64()) else {
+            continue;
+        };
+        if is_event(e, "connection") {
+            open.entry(key.to_string()).or_default().insert(id);
+        } else if is_event(e, "closed") {
+            if let Some(ids) = open.get_mut(key) {
+                ids.remove(&id);
+            }
+        }
+    }
+    open.retain(|_, ids| !ids.is_empty());
+    open
+}
+
+fn greeted(events: &[Value]) -> BTreeSet<u64> {
+    events
+        .iter()
+        .filter(|e| is_event(e, "hello"))
+        .filter_map(|e| e["id"].as_u64())
+        .collect()
+}
+
+/// What is still wrong with the pairwise picture; empty when every pair has exactly one
+/// live connection on both ends, greeted through.
+fn pair_problems(peers: &[Peer]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for a in peers {
+        let open = live(a.proc.events());
+        let hellos = greeted(a.proc.events());
+        for b in peers {
+            if a.key == b.key {
+                continue;
+            }
+            match open.get(&b.key) {
+                None => problems.push(format!("{} has no connection to {}", a.label, b.label)),
+                Some(ids) if ids.len() > 1 => problems.push(format!(
+                    "{} has {} connections to {}",
+                    a.label,
+                    ids.len(),
+                    b.label
+                )),
+                Some(ids) => {
+                    if !ids.iter().all(|id| hellos.contains(id)) {
+                        problems.push(format!("{} not greeted by {}", a.label, b.label));
+                    }
+                }
+            }
+        }
+        for key in open.keys() {
+            if !peers.iter().any(|p| &p.key == key) {
+                problems.push(format!("{} connected to a stranger {key}", a.label));
+            }
+        }
+    }
+    problems
+}
+
+/// Waits until every pair is connected exactly once, and stays so for [`STABLE`].
+fn await_pairs(peers: &mut [Peer], deadline: Instant) -> Result<(), String> {
+    let mut settled_since: Option<Instant> = None;
+    loop {
+        for p in peers.iter_mut() {
+            p.proc.drain()?;
+        }
+        let problems = pair_problems(peers);
+        let now = Instant::now();
+        if problems.is_empty() {
+            let since = *settled_since.get_or_insert(now);
+            if now.duration_since(since) >= STABLE {
+                return Ok(());
+            }
+        } else {
+            settled_since = None;
+            if now >= deadline {
+                return Err(format!(
+                    "connections never settled: {}",
+                    problems.join("; ")
+                ));
+            }
+        }
+        // Block on the first peer's next event (or a short while) rather than spinning.
+        let _ = peers[0]
+            .proc
+            .wait_for("any event", now + Duration::from_millis(200), |_| true);
+    }
+}
+
+/// `swarm-rs-server-js-client` and `swarm-js-server-rs-client`: one server-only peer, one
+/// client-only peer of the other implementation.
+fn server_client(ctx: &mut Ctx, js_server: bool) -> Result<(), String> {
+    let net = start_js_testnet(ctx, "js-testnet", 10, None)?;
+    let boot = net.bootstrap.join(",");
+    let mut server = start_peer(ctx, js_server, 1, "join", Some("--server"), &boot)?;
+    server
+        .proc
+        .wait_event("flushed", ctx.within(Duration::from_secs(60)))?;
+    ctx.say(&format!("{} announced", server.label));
+    let mut client = start_peer(ctx, !js_server, 2, "join", Some("--client"), &boot)?;
+
+    let c = client
+        .proc
+        .wait_event("connection", ctx.within(Duration::from_secs(60)))?;
+    if c["remote_public_key"] != server.key.as_str() || c["initiator"] != true {
+        return Err(format!("{}: unexpected connection {c}", client.label));
+    }
+    let s = server
+        .proc
+        .wait_event("connection", ctx.within(Duration::from_secs(30)))?;
+    if s["remote_public_key"] != client.key.as_str() || s["initiator"] != false {
+        return Err(format!("{}: unexpected connection {s}", server.label));
+    }
+    // Each greets the other through the encrypted connection; `join` reports raw data.
+    let (server_key, client_key) = (server.key.clone(), client.key.clone());
+    for (me, other) in [(&mut client, server_key), (&mut server, client_key)] {
+        let hello = format!("hello {other}");
+        let label = me.label.clone();
+        me.proc.wait_for(
+            &format!("{label}: the peer's greeting"),
+            ctx.within(Duration::from_secs(30)),
+            |v| is_event(v, "data") && v["text"].as_str().is_some_and(|t| t.contains(&hello)),
+        )?;
+    }
+    ctx.say("connected both ways, greetings delivered");
+    stop_all([&mut client.proc, &mut server.proc])?;
+    let mut net = net;
+    net.proc.request_stop();
+    Ok(())
+}
+
+pub fn rs_server_js_client(ctx: &mut Ctx) -> Result<(), String> {
+    server_client(ctx, false)
+}
+
+pub fn js_server_rs_client(ctx: &mut Ctx) -> Result<(), String> {
+    server_client(ctx, true)
+}
+
+/// `swarm-mixed-10`: five JS and five Rust peers chatting on one topic.
+pub fn mixed_10(ctx: &mut Ctx) -> Result<(), String> {
+    let net = start_js_testnet(ctx, "js-testnet", 10, None)?;
+    let boot = net.bootstrap.join(",");
+    let mut peers = Vec::new();
+    // One after the other, each once the previous has announced: peers announcing at the
+    // same moment miss each other until the next refresh (10+ minutes), in JS too.
+    for i in 0..10 {
+        let mut p = start_peer(ctx, i % 2 == 0, i, "chat", None, &boot)?;
+        p.proc
+            .wait_event("flushed", ctx.within(Duration::from_secs(60)))?;
+        peers.push(p);
+    }
+    ctx.say("10 peers joined; waiting for one connection per pair (45 pairs)");
+    await_pairs(&mut peers, ctx.within(Duration::from_secs(150)))?;
+    ctx.say("every pair has exactly one connection, greeted through on both ends");
+    stop_all(peers.iter_mut().map(|p| &mut p.proc))?;
+    let mut net = net;
+    net.proc.request_stop();
+    Ok(())
+}
