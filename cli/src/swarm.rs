@@ -34,6 +34,16 @@ pub struct SwarmArgs {
     /// Send `hello <our public key>` to each peer as it connects.
     #[arg(long)]
     greet: bool,
+    /// Also keep a connection to these public keys (64 hex characters, comma separated),
+    /// whatever the topic.
+    #[arg(long, value_delimiter = ',')]
+    peer: Vec<String>,
+    /// Only announce (peers dial us).
+    #[arg(long, conflicts_with = "client")]
+    server: bool,
+    /// Only look up and dial.
+    #[arg(long)]
+    client: bool,
     /// Topic: 64 hex characters are used as the 32 bytes; anything else is hashed.
     topic: String,
 }
@@ -42,18 +52,33 @@ pub struct SwarmArgs {
 pub struct JoinArgs {
     #[command(flatten)]
     common: SwarmArgs,
-    /// Only announce (peers dial us).
-    #[arg(long, conflicts_with = "client")]
-    server: bool,
-    /// Only look up and dial.
-    #[arg(long)]
-    client: bool,
 }
 
+/// `chat`: lines typed go to every peer; a line `/peer KEY[,KEY...]` instead adds peers to
+/// stay connected to (like `--peer`).
 #[derive(Args)]
 pub struct ChatArgs {
     #[command(flatten)]
     common: SwarmArgs,
+}
+
+fn mode(args: &SwarmArgs) -> JoinOptions {
+    JoinOptions {
+        server: !args.client,
+        client: !args.server,
+        limit: None,
+    }
+}
+
+fn parse_peers<'a>(keys: impl IntoIterator<Item = &'a str>) -> Result<Vec<[u8; 32]>, String> {
+    keys.into_iter()
+        .filter(|k| !k.is_empty())
+        .map(|k| {
+            hyperswarm::rpc::NodeId::from_hex(k)
+                .map(|id| id.0)
+                .ok_or_else(|| format!("a peer must be 64 hex characters, got {k:?}"))
+        })
+        .collect()
 }
 
 fn identity(args: &SwarmArgs) -> Result<KeyPair, String> {
@@ -121,6 +146,13 @@ async fn start(args: &SwarmArgs, out: Out) -> Result<Swarm<HyperDht>, String> {
     .await
     .map_err(|e| format!("cannot start: {e}"))?;
     swarm.dht().node().bootstrapped().await;
+    if !args.peer.is_empty() {
+        // Explicit peers may dial us before any topic makes us a server.
+        swarm.listen().await.map_err(|e| format!("listen: {e}"))?;
+    }
+    for key in parse_peers(args.peer.iter().map(String::as_str))? {
+        swarm.join_peer(key).map_err(|e| e.to_string())?;
+    }
     let pk = hex::encode(swarm.public_key());
     out.emit(json!({"event": "ready", "public_key": pk}), || {
         format!("our public key: {pk}")
@@ -168,13 +200,8 @@ pub async fn join(args: JoinArgs) -> Result<(), String> {
     };
     let swarm = Arc::new(start(&args.common, out).await?);
     let topic = parse_topic(&args.common.topic).0;
-    let options = JoinOptions {
-        server: !args.client,
-        client: !args.server,
-        limit: None,
-    };
     let d = swarm
-        .join(topic, options)
+        .join(topic, mode(&args.common))
         .await
         .map_err(|e| format!("join: {e}"))?;
     out.emit(
@@ -280,7 +307,7 @@ pub async fn chat(args: ChatArgs) -> Result<(), String> {
     let swarm = Arc::new(start(&args.common, out).await?);
     let topic = parse_topic(&args.common.topic).0;
     let d = swarm
-        .join(topic, JoinOptions::default())
+        .join(topic, mode(&args.common))
         .await
         .map_err(|e| format!("join: {e}"))?;
     out.emit(
@@ -310,10 +337,21 @@ pub async fn chat(args: ChatArgs) -> Result<(), String> {
         }
     };
     let typing = {
-        let writers = writers.clone();
+        let (swarm, writers) = (swarm.clone(), writers.clone());
         async move {
             let mut lines = BufReader::new(tokio::io::stdin()).lines();
             while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(keys) = line.strip_prefix("/peer ") {
+                    match parse_peers(keys.split([',', ' '])) {
+                        Ok(keys) => {
+                            for k in keys {
+                                let _ = swarm.join_peer(k);
+                            }
+                        }
+                        Err(e) => out.emit(json!({"event": "error", "message": e}), || e.clone()),
+                    }
+                    continue;
+                }
                 let targets: Vec<_> = lock(&writers).values().cloned().collect();
                 for w in targets {
                     let _ = w

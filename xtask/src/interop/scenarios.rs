@@ -178,6 +178,13 @@ pub static ALL: &[Scenario] = &[
         needs_cli: true,
         run: swarm::mixed_10,
     },
+    Scenario {
+        name: "swarm-dup-8",
+        description: "4 JS + 4 Rust swarm peers that joinPeer each other and start at once: simultaneous dials resolve to one connection per pair, the same on both ends",
+        timeout: Duration::from_secs(200),
+        needs_cli: true,
+        run: swarm::dup_8,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Scenario> {
