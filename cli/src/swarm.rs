@@ -16,6 +16,19 @@ use crate::records::parse_topic;
 
 type SwarmConn = swarm::Connection<Connection>;
 
+/// How long a finished `join` waits for its connection's clean close.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Status for people goes to stderr, so stdout carries only the peer's bytes (`join`) or
+/// messages (`chat`); with `--json` everything is an event on stdout.
+fn say(out: Out, value: serde_json::Value, human: impl FnOnce() -> String) {
+    if out.json {
+        out.emit(value, human);
+    } else {
+        eprintln!("{}", human());
+    }
+}
+
 /// What every swarm command takes.
 #[derive(Args)]
 pub struct SwarmArgs {
@@ -154,7 +167,7 @@ async fn start(args: &SwarmArgs, out: Out) -> Result<Swarm<HyperDht>, String> {
         swarm.join_peer(key).map_err(|e| e.to_string())?;
     }
     let pk = hex::encode(swarm.public_key());
-    out.emit(json!({"event": "ready", "public_key": pk}), || {
+    say(out, json!({"event": "ready", "public_key": pk}), || {
         format!("our public key: {pk}")
     });
     Ok(swarm)
@@ -166,7 +179,8 @@ fn report_flush(swarm: &Arc<Swarm<HyperDht>>, d: swarm::Discovery, out: Out) {
     tokio::spawn(async move {
         let announced = d.flushed().await;
         let flushed = swarm.flush().await;
-        out.emit(
+        say(
+            out,
             json!({"event": "flushed", "ok": announced && flushed}),
             || "first discovery round done".to_string(),
         );
@@ -175,7 +189,8 @@ fn report_flush(swarm: &Arc<Swarm<HyperDht>>, d: swarm::Discovery, out: Out) {
 
 fn announce_connection(out: Out, id: u64, conn: &SwarmConn, info: &PeerInfo) {
     let key = hex::encode(conn.remote_public_key());
-    out.emit(
+    say(
+        out,
         json!({
             "event": "connection",
             "id": id,
@@ -204,7 +219,8 @@ pub async fn join(args: JoinArgs) -> Result<(), String> {
         .join(topic, mode(&args.common))
         .await
         .map_err(|e| format!("join: {e}"))?;
-    out.emit(
+    say(
+        out,
         json!({"event": "joined", "topic": hex::encode(topic)}),
         || format!("joined {}", hex::encode(topic)),
     );
@@ -239,60 +255,82 @@ pub async fn join(args: JoinArgs) -> Result<(), String> {
                 continue;
             }
             Err(e) => break Err(format!("connection: {e}")),
-            Ok(()) => break Ok(()),
+            Ok(()) => {
+                // Both sides ended: let the close complete so our last bytes arrive.
+                let _ = tokio::time::timeout(CLOSE_GRACE, conn.closed()).await;
+                break Ok(());
+            }
         }
     };
     let _ = swarm.destroy().await;
     result
 }
 
-/// stdin to the peer, the peer to stdout, until the peer ends.
+/// stdin to the peer, the peer to stdout, until the peer ends; then our side ends too.
 async fn pipe(
     conn: &mut SwarmConn,
     stdin: Arc<tokio::sync::Mutex<tokio::io::Stdin>>,
     out: Out,
 ) -> std::io::Result<()> {
     let (mut rd, mut wr) = tokio::io::split(conn);
-    let upload = async {
-        let mut stdin = stdin.lock().await;
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = stdin.read(&mut buf).await?;
-            if n == 0 {
-                return wr.shutdown().await;
-            }
-            wr.write_all(&buf[..n]).await?;
-        }
-    };
-    let download = async {
-        let mut stdout = tokio::io::stdout();
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = rd.read(&mut buf).await?;
-            if n == 0 {
-                return Ok::<(), std::io::Error>(());
-            }
-            if out.json {
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                out.emit(json!({"event": "data", "text": text}), String::new);
-            } else {
-                stdout.write_all(&buf[..n]).await?;
-                stdout.flush().await?;
+    let mut download = Box::pin(download(&mut rd, out));
+    let peer_ended = {
+        let upload = upload(&stdin, &mut wr);
+        tokio::select! {
+            r = &mut download => Some(r),
+            r = upload => {
+                r?;
+                None
             }
         }
     };
-    tokio::pin!(download);
-    tokio::select! {
-        r = &mut download => return r,
-        r = upload => r?,
+    match peer_ended {
+        Some(r) => {
+            r?;
+            // Like netcat: once the peer is done, so are we (unsent input is dropped).
+            wr.shutdown().await
+        }
+        None => download.await,
     }
-    // Our side is done; the peer may still have things to say.
-    download.await
+}
+
+async fn upload(
+    stdin: &tokio::sync::Mutex<tokio::io::Stdin>,
+    wr: &mut WriteHalf<&mut SwarmConn>,
+) -> std::io::Result<()> {
+    let mut stdin = stdin.lock().await;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = stdin.read(&mut buf).await?;
+        if n == 0 {
+            return wr.shutdown().await;
+        }
+        wr.write_all(&buf[..n]).await?;
+    }
+}
+
+async fn download(rd: &mut ReadHalf<&mut SwarmConn>, out: Out) -> std::io::Result<()> {
+    let mut stdout = tokio::io::stdout();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = rd.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if out.json {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            out.emit(json!({"event": "data", "text": text}), String::new);
+        } else {
+            stdout.write_all(&buf[..n]).await?;
+            stdout.flush().await?;
+        }
+    }
 }
 
 fn emit_closed(out: Out, id: u64, conn: &SwarmConn) {
     let key = hex::encode(conn.remote_public_key());
-    out.emit(
+    say(
+        out,
         json!({"event": "closed", "id": id, "remote_public_key": key}),
         || format!("connection with {key} closed"),
     );
@@ -310,7 +348,8 @@ pub async fn chat(args: ChatArgs) -> Result<(), String> {
         .join(topic, mode(&args.common))
         .await
         .map_err(|e| format!("join: {e}"))?;
-    out.emit(
+    say(
+        out,
         json!({"event": "joined", "topic": hex::encode(topic)}),
         || format!("joined {}", hex::encode(topic)),
     );
@@ -348,7 +387,7 @@ pub async fn chat(args: ChatArgs) -> Result<(), String> {
                                 let _ = swarm.join_peer(k);
                             }
                         }
-                        Err(e) => out.emit(json!({"event": "error", "message": e}), || e.clone()),
+                        Err(e) => say(out, json!({"event": "error", "message": e}), || e.clone()),
                     }
                     continue;
                 }
@@ -387,7 +426,8 @@ async fn read_lines(
     let mut lines = BufReader::new(rd).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if line.strip_prefix("hello ") == Some(key.as_str()) {
-            out.emit(
+            say(
+                out,
                 json!({"event": "hello", "id": id, "remote_public_key": key}),
                 || format!("{key} says hello"),
             );
@@ -399,7 +439,8 @@ async fn read_lines(
         );
     }
     lock(&writers).remove(&id);
-    out.emit(
+    say(
+        out,
         json!({"event": "closed", "id": id, "remote_public_key": key}),
         || format!("connection with {key} closed"),
     );

@@ -10,6 +10,8 @@ use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 
+use super::network::{Closed, SecureStream};
+
 struct Slot<S> {
     stream: Option<S>,
     read_waker: Option<Waker>,
@@ -121,6 +123,18 @@ impl<S> Connection<S> {
     /// Runs `f` on the underlying stream, if still open (to reach its own methods).
     pub fn with_stream<R>(&self, f: impl FnOnce(&S) -> R) -> Option<R> {
         self.shared.with_stream(f)
+    }
+}
+
+impl<S: SecureStream> Connection<S> {
+    /// Resolves once the connection has closed underneath (after a clean close on both
+    /// sides, a reset, or the swarm closing it). Wait for it after `shutdown()` so what was
+    /// written is delivered before dropping.
+    pub fn closed(&self) -> Closed {
+        match self.shared.with_stream(|s| s.closed()) {
+            Some(closed) => closed,
+            None => Box::pin(std::future::ready(())),
+        }
     }
 }
 
