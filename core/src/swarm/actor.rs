@@ -165,6 +165,9 @@ pub(crate) struct Actor<N: Network> {
     draining: bool,
     flush_tick: u64,
     pending_flushes: Vec<PendingFlush>,
+    /// Flushes answered while handling the current message: they are told only once it is
+    /// fully handled and the counters are published, as JS resolves them after its handler.
+    flushed: Vec<(Reply, bool)>,
     next_id: u64,
 }
 
@@ -213,6 +216,7 @@ impl<N: Network> Actor<N> {
             draining: false,
             flush_tick: 0,
             pending_flushes: Vec::new(),
+            flushed: Vec::new(),
             next_id: 0,
         };
         tokio::spawn(actor.run());
@@ -241,6 +245,9 @@ impl<N: Network> Actor<N> {
                 Some(ev) = self.ev_rx.recv() => self.on_event(ev),
                 Some(id) = self.closed_rx.recv() => self.on_closed(id),
                 _ = sleep => self.on_timers(),
+            }
+            for (reply, ok) in self.flushed.drain(..) {
+                let _ = reply.send(Ok(ok));
             }
             if self.destroyed {
                 return;
@@ -808,7 +815,7 @@ impl<N: Network> Actor<N> {
                 continue;
             }
             let f = self.pending_flushes.remove(i);
-            let _ = f.reply.send(Ok(true));
+            self.flushed.push((f.reply, true));
         }
     }
 
@@ -819,7 +826,7 @@ impl<N: Network> Actor<N> {
             return false;
         }
         for f in self.pending_flushes.drain(..) {
-            let _ = f.reply.send(Ok(true));
+            self.flushed.push((f.reply, true));
         }
         true
     }
