@@ -1,6 +1,7 @@
 //! `join` and `chat`: Hyperswarm topics from the command line.
 
 use std::collections::HashMap;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -249,13 +250,19 @@ pub async fn join(args: JoinArgs) -> Result<(), String> {
         };
         match done {
             // The swarm closed it for a duplicate of it: carry on with the survivor.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => {
+            Err(e) if e.kind() == ErrorKind::ConnectionAborted => {
                 emit_closed(out, id, &conn);
                 extra.push(conn);
                 continue;
             }
+            // JS peers leaving a swarm reset their connections rather than end them.
+            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {
+                emit_closed(out, id, &conn);
+                break Ok(());
+            }
             Err(e) => break Err(format!("connection: {e}")),
             Ok(()) => {
+                emit_closed(out, id, &conn);
                 // Both sides ended: let the close complete so our last bytes arrive.
                 let _ = tokio::time::timeout(CLOSE_GRACE, conn.closed()).await;
                 break Ok(());
