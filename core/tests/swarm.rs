@@ -645,3 +645,43 @@ async fn banned_peers_are_neither_dialled_nor_accepted() {
     c.unban(banned).unwrap();
     assert!(!c.peer(banned).await.is_some_and(|p| p.banned));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_connection_older_than_a_keepalive_counts_as_used() {
+    let mut net = MemNet::new(LATENCY);
+    net.keepalive = Some(Duration::from_secs(5));
+    let (ka, kb) = (key(1), key(2));
+    let (big, small) = if ka.public_key() > kb.public_key() {
+        (ka, kb)
+    } else {
+        (kb, ka)
+    };
+    let a = Swarm::with_network(net.clone(), big.clone(), options(1));
+    a.listen().await.unwrap();
+    a.join_peer(small.public_key()).unwrap();
+    let b = Swarm::with_network(net.clone(), small.clone(), options(2));
+    b.listen().await.unwrap();
+    let (old, _) = timeout(DEADLINE, a.accept()).await.unwrap().unwrap();
+    let _at_b = timeout(DEADLINE, b.accept()).await.unwrap().unwrap();
+
+    // Young and unused: the key rule keeps ours (we have the larger key).
+    let early = net.connect(&small, big.public_key(), Vec::new());
+    let mut early = timeout(DEADLINE, early).await.unwrap().unwrap();
+    let mut one = [0u8; 1];
+    assert_eq!(
+        timeout(DEADLINE, early.read(&mut one))
+            .await
+            .unwrap()
+            .unwrap(),
+        0
+    );
+    assert!(old.is_open());
+
+    // After a keepalive interval JS would have counted keepalives both ways.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let late = net.connect(&small, big.public_key(), Vec::new());
+    let _late = timeout(DEADLINE, late).await.unwrap().unwrap();
+    let (fresh, _) = timeout(DEADLINE, a.accept()).await.unwrap().unwrap();
+    assert!(!fresh.is_initiator());
+    assert!(!old.is_open());
+}

@@ -9,6 +9,7 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
+use tokio::time::{Duration, Instant};
 
 use super::network::{Closed, SecureStream};
 
@@ -22,11 +23,17 @@ pub(crate) struct Shared<S> {
     slot: Mutex<Slot<S>>,
     read: AtomicU64,
     written: AtomicU64,
+    /// When it opened, and the stream's keepalive interval if it has one.
+    opened: Instant,
+    keepalive: Option<Duration>,
 }
 
-impl<S> Shared<S> {
+impl<S: SecureStream> Shared<S> {
     pub fn new(stream: S) -> Arc<Self> {
+        let keepalive = stream.keepalive();
         Arc::new(Shared {
+            opened: Instant::now(),
+            keepalive,
             slot: Mutex::new(Slot {
                 stream: Some(stream),
                 read_waker: None,
@@ -36,16 +43,22 @@ impl<S> Shared<S> {
             written: AtomicU64::new(0),
         })
     }
+}
 
+impl<S> Shared<S> {
     fn lock(&self) -> MutexGuard<'_, Slot<S>> {
         // A panic while polling leaves the stream in an unknown state; closing is all that
         // is left to do with it, and that still works.
         self.slot.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether bytes went both ways: the remote has certainly been using this connection.
+    /// Whether messages went both ways, so the remote has certainly been using this
+    /// connection. JS counts its encrypted messages, keepalives included; a stream with
+    /// keepalives has sent and received one by the time an interval has passed.
     pub fn is_established(&self) -> bool {
-        self.read.load(Ordering::Relaxed) > 0 && self.written.load(Ordering::Relaxed) > 0
+        let bytes =
+            self.read.load(Ordering::Relaxed) > 0 && self.written.load(Ordering::Relaxed) > 0;
+        bytes || self.keepalive.is_some_and(|k| self.opened.elapsed() >= k)
     }
 
     pub fn with_stream<R>(&self, f: impl FnOnce(&S) -> R) -> Option<R> {
