@@ -39,7 +39,8 @@ pub struct SwarmArgs {
     #[command(flatten)]
     bootstrap: BootstrapArg,
     /// Identity file: the 64-byte secret key (seed then public key, as JS keeps it); created
-    /// with a random key and 0600 permissions if missing.
+    /// with a random key and 0600 permissions if missing. A hex seed file (as `put --key`
+    /// writes) is read too.
     #[arg(long, conflicts_with = "seed")]
     key: Option<PathBuf>,
     /// Identity from a 32-byte seed, 64 hex characters; random without --key or --seed.
@@ -112,23 +113,18 @@ fn identity(args: &SwarmArgs) -> Result<KeyPair, String> {
 fn load_or_create_key(path: &Path) -> Result<KeyPair, String> {
     match std::fs::read(path) {
         Ok(bytes) => {
-            let secret: [u8; 64] = bytes.as_slice().try_into().map_err(|_| {
-                format!(
-                    "{} holds {} bytes, not a 64-byte secret key",
-                    path.display(),
-                    bytes.len()
-                )
-            })?;
-            let mut seed = [0u8; 32];
-            seed.copy_from_slice(&secret[..32]);
-            let kp = KeyPair::from_seed(seed);
-            if kp.public_key()[..] != secret[32..] {
-                return Err(format!(
-                    "{}: the public key does not match the seed",
+            // The record commands' key files hold a hex seed; take those too.
+            let hex_seed = std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|t| hyperswarm::rpc::NodeId::from_hex(t.trim()));
+            match (<[u8; 64]>::try_from(bytes.as_slice()), hex_seed) {
+                (_, Some(seed)) => Ok(KeyPair::from_seed(seed.0)),
+                (Ok(secret), None) => from_secret(path, &secret),
+                (Err(_), None) => Err(format!(
+                    "{} holds neither a 64-byte secret key nor a hex seed",
                     path.display()
-                ));
+                )),
             }
-            Ok(kp)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let kp = KeyPair::generate();
@@ -138,6 +134,19 @@ fn load_or_create_key(path: &Path) -> Result<KeyPair, String> {
         }
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
+}
+
+fn from_secret(path: &Path, secret: &[u8; 64]) -> Result<KeyPair, String> {
+    let mut seed = [0u8; 32];
+    seed.copy_from_slice(&secret[..32]);
+    let kp = KeyPair::from_seed(seed);
+    if kp.public_key()[..] != secret[32..] {
+        return Err(format!(
+            "{}: the public key does not match the seed",
+            path.display()
+        ));
+    }
+    Ok(kp)
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -451,4 +460,49 @@ async fn read_lines(
         json!({"event": "closed", "id": id, "remote_public_key": key}),
         || format!("connection with {key} closed"),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("hyperswarm-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    #[test]
+    fn key_file_is_created_private_and_read_back() {
+        use std::os::unix::fs::PermissionsExt;
+        let p = scratch("me.key");
+        let kp = load_or_create_key(&p).unwrap();
+        let meta = std::fs::metadata(&p).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read(&p).unwrap(), kp.secret_key().to_vec());
+        assert_eq!(
+            load_or_create_key(&p).unwrap().public_key(),
+            kp.public_key()
+        );
+    }
+
+    #[test]
+    fn hex_seed_files_are_accepted_and_garbage_is_refused() {
+        let p = scratch("seed.key");
+        std::fs::write(&p, format!("{}\n", "07".repeat(32))).unwrap();
+        let kp = load_or_create_key(&p).unwrap();
+        assert_eq!(kp.public_key(), KeyPair::from_seed([7; 32]).public_key());
+
+        let bad = scratch("bad.key");
+        std::fs::write(&bad, b"not a key").unwrap();
+        assert!(load_or_create_key(&bad).is_err());
+        let mut forged = KeyPair::from_seed([1; 32]).secret_key();
+        forged[40] ^= 1;
+        std::fs::write(&bad, forged).unwrap();
+        assert!(load_or_create_key(&bad)
+            .unwrap_err()
+            .contains("does not match"));
+    }
 }
