@@ -685,3 +685,34 @@ async fn an_idle_connection_older_than_a_keepalive_counts_as_used() {
     assert!(!fresh.is_initiator());
     assert!(!old.is_open());
 }
+
+#[tokio::test(start_paused = true)]
+async fn reconnect_false_stops_retries_and_clear_leaves_every_topic() {
+    let net = MemNet::new(LATENCY);
+    let ghost = key(99).public_key();
+    let s = swarm(&net, 1);
+    s.join_peer(ghost).unwrap();
+    until(&s, "first try failed", |st| st.client.closed == 1).await;
+    s.reconnect(ghost, false).unwrap();
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    // The retry scheduled before still runs (as in JS); none is scheduled after it.
+    assert_eq!(s.stats().client.attempted, 2);
+
+    let other = [9; 32];
+    s.join(TOPIC, JoinOptions::default())
+        .await
+        .unwrap()
+        .flushed()
+        .await;
+    s.join(other, JoinOptions::default())
+        .await
+        .unwrap()
+        .flushed()
+        .await;
+    let mut topics = s.topics().await;
+    topics.sort();
+    assert_eq!(topics, vec![TOPIC, other]);
+    s.clear().await.unwrap();
+    assert!(s.topics().await.is_empty());
+    assert!(net.records(TOPIC).is_empty() && net.records(other).is_empty());
+}

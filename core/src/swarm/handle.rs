@@ -150,6 +150,26 @@ impl<N: Network> Swarm<N> {
         self.send(Cmd::Ban(public_key, false))
     }
 
+    /// Whether to retry `public_key` after its connection ends (default yes; JS's
+    /// `peerInfo.reconnect(false)` stops it).
+    pub fn reconnect(&self, public_key: [u8; 32], reconnect: bool) -> Result<(), SwarmError> {
+        self.send(Cmd::Reconnect(public_key, reconnect))
+    }
+
+    /// The topics joined now.
+    pub async fn topics(&self) -> Vec<[u8; 32]> {
+        let (tx, rx) = oneshot::channel();
+        if self.send(Cmd::Topics { reply: tx }).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Leaves every topic, unannouncing where we announced. Connections stay open.
+    pub async fn clear(&self) -> Result<(), SwarmError> {
+        self.ask(|reply| Cmd::Clear { reply }).await.map(drop)
+    }
+
     /// What the swarm knows about `public_key`, if anything.
     pub async fn peer(&self, public_key: [u8; 32]) -> Option<PeerInfo> {
         let (tx, rx) = oneshot::channel();

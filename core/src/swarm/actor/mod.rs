@@ -72,6 +72,13 @@ pub(crate) enum Cmd {
     JoinPeer([u8; 32]),
     LeavePeer([u8; 32]),
     Ban([u8; 32], bool),
+    Reconnect([u8; 32], bool),
+    Topics {
+        reply: oneshot::Sender<Vec<[u8; 32]>>,
+    },
+    Clear {
+        reply: Reply,
+    },
     Peer {
         key: [u8; 32],
         reply: oneshot::Sender<Option<PeerInfo>>,
@@ -362,6 +369,27 @@ impl<N: Network> Actor<N> {
                     self.upsert_keep(key);
                     self.ban_peer(key, banned);
                 }
+            }
+            Cmd::Reconnect(key, reconnect) => {
+                if let Some(p) = self.peers.get_mut(&key) {
+                    p.reconnecting = reconnect;
+                }
+            }
+            Cmd::Topics { reply } => {
+                let _ = reply.send(self.topics.keys().copied().collect());
+            }
+            Cmd::Clear { reply } => {
+                let keys: Vec<[u8; 32]> = self.topics.keys().copied().collect();
+                let dones: Vec<_> = keys
+                    .into_iter()
+                    .filter_map(|k| self.leave_topic(k, None))
+                    .collect();
+                tokio::spawn(async move {
+                    for mut d in dones {
+                        let _ = d.wait_for(|d| *d).await;
+                    }
+                    let _ = reply.send(Ok(true));
+                });
             }
             Cmd::Peer { key, reply } => {
                 let _ = reply.send(self.peers.get(&key).map(Peer::info));
