@@ -290,6 +290,11 @@ impl<N: Network> Actor<N> {
             return;
         }
         let key = stream.remote_public_key();
+        let replaces_incoming = self.all.get(&key).is_some_and(|c| !c.client);
+        let incoming = self.server_connections - usize::from(replaces_incoming);
+        if key == self.public_key || incoming >= self.opts.max_server_connections {
+            return;
+        }
         if let Some(existing) = self.all.get(&key) {
             // Both ends must keep the same one of two connections between them. A used
             // existing one means the peer lost it and is reconnecting; otherwise the
@@ -306,9 +311,6 @@ impl<N: Network> Actor<N> {
             }
             tracing::debug!(peer = %hex(&key), "duplicate connection: keeping theirs");
             self.kill(key);
-        }
-        if self.server_connections >= self.opts.max_server_connections || key == self.public_key {
-            return;
         }
         self.stats.server.opened += 1;
         if self.upsert(key, Vec::new()).is_none() {
