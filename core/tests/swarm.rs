@@ -716,3 +716,24 @@ async fn reconnect_false_stops_retries_and_clear_leaves_every_topic() {
     assert!(s.topics().await.is_empty());
     assert!(net.records(TOPIC).is_empty() && net.records(other).is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn max_server_connections_closes_extra_incoming_ones() {
+    let net = MemNet::new(LATENCY);
+    let s = Swarm::with_network(
+        net.clone(),
+        key(1),
+        SwarmOptions {
+            max_server_connections: 1,
+            ..options(1)
+        },
+    );
+    s.listen().await.unwrap();
+    let (a, b) = (swarm(&net, 2), swarm(&net, 3));
+    a.join_peer(s.public_key()).unwrap();
+    until(&s, "first accepted", |st| st.server_connections == 1).await;
+    b.join_peer(s.public_key()).unwrap();
+    until(&b, "b's dial ended", |st| st.client.closed >= 1).await;
+    assert_eq!(s.stats().server.opened, 1);
+    assert_eq!(s.stats().server_connections, 1);
+}
