@@ -46,6 +46,8 @@ enum Command {
     Listen(connect::ListenArgs),
     /// Connect to a listening key, push bytes through its echo and compare them.
     Connect(connect::ConnectArgs),
+    /// Run a blind relay: joins peers that name its key and cannot reach each other.
+    Relay(connect::RelayArgs),
     /// Join a topic and pipe stdin/stdout to the first peer that connects.
     Join(swarm::JoinArgs),
     /// Join a topic and send each line of stdin to every peer.
@@ -85,6 +87,7 @@ fn main() -> std::process::ExitCode {
             Command::Get(a) => records::get(a).await,
             Command::Listen(a) => connect::listen(a).await,
             Command::Connect(a) => connect::connect(a).await,
+            Command::Relay(a) => connect::relay(a).await,
             Command::Join(a) => swarm::join(a).await,
             Command::Chat(a) => swarm::chat(a).await,
             Command::Udx(c) => udx::run(c).await,
