@@ -156,7 +156,7 @@ async fn used_connection_is_replaced_by_a_reconnect() {
     at_b.read_exact(&mut one).await.unwrap();
 
     // b "lost" its connection and dials again, outside its swarm.
-    let again = net.connect(&small, big.public_key(), Vec::new());
+    let again = net.connect(&small, big.public_key(), Vec::new(), None);
     let _again = timeout(DEADLINE, again).await.unwrap().unwrap();
     let (fresh, info) = timeout(DEADLINE, a.accept()).await.unwrap().unwrap();
     assert!(!fresh.is_initiator());
@@ -167,7 +167,7 @@ async fn used_connection_is_replaced_by_a_reconnect() {
     assert_eq!(a.stats().connections, 1);
 
     // An unused duplicate loses to the existing connection when we are the dialler.
-    let third = net.connect(&small, big.public_key(), Vec::new());
+    let third = net.connect(&small, big.public_key(), Vec::new(), None);
     let mut third = timeout(DEADLINE, third).await.unwrap().unwrap();
     let n = timeout(DEADLINE, third.read(&mut one))
         .await
@@ -665,7 +665,7 @@ async fn an_idle_connection_older_than_a_keepalive_counts_as_used() {
     let _at_b = timeout(DEADLINE, b.accept()).await.unwrap().unwrap();
 
     // Young and unused: the key rule keeps ours (we have the larger key).
-    let early = net.connect(&small, big.public_key(), Vec::new());
+    let early = net.connect(&small, big.public_key(), Vec::new(), None);
     let mut early = timeout(DEADLINE, early).await.unwrap().unwrap();
     let mut one = [0u8; 1];
     assert_eq!(
@@ -679,7 +679,7 @@ async fn an_idle_connection_older_than_a_keepalive_counts_as_used() {
 
     // After a keepalive interval JS would have counted keepalives both ways.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let late = net.connect(&small, big.public_key(), Vec::new());
+    let late = net.connect(&small, big.public_key(), Vec::new(), None);
     let _late = timeout(DEADLINE, late).await.unwrap().unwrap();
     let (fresh, _) = timeout(DEADLINE, a.accept()).await.unwrap().unwrap();
     assert!(!fresh.is_initiator());
@@ -736,4 +736,31 @@ async fn max_server_connections_closes_extra_incoming_ones() {
     until(&b, "b's dial ended", |st| st.client.closed >= 1).await;
     assert_eq!(s.stats().server.opened, 1);
     assert_eq!(s.stats().server_connections, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_cannot_be_holepunched_is_dialled_through_the_relay() {
+    let mut net = MemNet::new(LATENCY);
+    net.needs_relay = true;
+    let server = swarm(&net, 2);
+    server.listen().await.unwrap();
+    let relay = key(50).public_key();
+    let c = Swarm::with_network(
+        net.clone(),
+        key(1),
+        SwarmOptions {
+            relay_through: Some(relay),
+            ..options(1)
+        },
+    );
+    c.join_peer(server.public_key()).unwrap();
+    until(&c, "connected through the relay", |s| s.connections == 1).await;
+    assert_eq!(net.log(|l| l.relayed.clone()), vec![None, Some(relay)]);
+
+    // Without a relay configured the peer stays out of reach.
+    let lone = swarm(&net, 3);
+    lone.join_peer(server.public_key()).unwrap();
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(lone.stats().client.opened, 0);
+    assert!(lone.stats().client.attempted >= 2);
 }

@@ -34,6 +34,10 @@ pub struct SwarmOptions {
     /// Refuses (returns `true` for) remote public keys, incoming and outgoing; a refused
     /// peer is banned.
     pub firewall: Option<Arc<Refuse>>,
+    /// A blind relay to dial peers through once holepunching them failed (JS's
+    /// `relayThrough`, as a key). JS also relays everything when its NAT is randomized;
+    /// our DHT does not tell yet, so that case is not covered.
+    pub relay_through: Option<[u8; 32]>,
     /// Retry delays; `None` draws JS's defaults with their jitter.
     pub backoffs: Option<Backoffs>,
     /// Seeds the swarm's randomness (jitter, queue shuffling) for reproducible runs.
@@ -48,6 +52,7 @@ impl Default for SwarmOptions {
             max_server_connections: usize::MAX,
             max_parallel: MAX_PARALLEL,
             firewall: None,
+            relay_through: None,
             backoffs: None,
             rng_seed: None,
         }
@@ -62,6 +67,7 @@ impl std::fmt::Debug for SwarmOptions {
             .field("max_server_connections", &self.max_server_connections)
             .field("max_parallel", &self.max_parallel)
             .field("firewall", &self.firewall.is_some())
+            .field("relay_through", &self.relay_through.is_some())
             .field("backoffs", &self.backoffs)
             .finish()
     }

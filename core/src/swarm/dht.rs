@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::config::{SwarmConfig, SwarmError, SwarmOptions, PUBLIC_BOOTSTRAP};
 use super::handle::Swarm;
 use super::network::{Closed, Listener, Network, NetworkError, PeerSink, Refuse, SecureStream};
-use crate::dht::{Connection, FirewallFn, HyperDht, KeyPair, Server, KEEPALIVE};
+use crate::dht::{ConnectOptions, Connection, FirewallFn, HyperDht, KeyPair, Server, KEEPALIVE};
 use crate::rpc::{NodeConfig, NodeId};
 
 impl SecureStream for Connection {
@@ -55,9 +55,16 @@ impl Network for HyperDht {
         key_pair: &KeyPair,
         remote_public_key: [u8; 32],
         _relay_addresses: Vec<SocketAddr>,
+        relay_through: Option<[u8; 32]>,
     ) -> Result<Connection, NetworkError> {
         // HyperDHT finds the nodes relaying for the key itself.
-        Ok(HyperDht::connect(self, key_pair, &remote_public_key).await?)
+        let options = ConnectOptions {
+            relay_through,
+            ..ConnectOptions::default()
+        };
+        Ok(self
+            .connect_with(key_pair, &remote_public_key, options)
+            .await?)
     }
 
     async fn listen(

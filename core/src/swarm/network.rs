@@ -69,6 +69,17 @@ pub enum NetworkError {
     Unsupported(&'static str),
 }
 
+impl NetworkError {
+    /// Whether the failure means no direct or holepunched path can work, so the next try
+    /// should go through a blind relay (JS's HOLEPUNCH_ABORTED, CANNOT_HOLEPUNCH and kin).
+    pub fn needs_relay(&self) -> bool {
+        matches!(
+            self,
+            NetworkError::Dht(DhtError::CannotHolepunch | DhtError::HolepunchAborted(_))
+        )
+    }
+}
+
 /// The network operations the swarm runs on. Cloned into the tasks the swarm spawns.
 pub trait Network: Clone + Send + Sync + 'static {
     /// Connections, both dialled and accepted.
@@ -77,12 +88,13 @@ pub trait Network: Clone + Send + Sync + 'static {
     type Listener: Listener<Stream = Self::Stream>;
 
     /// Dials `remote_public_key` as `key_pair`, trying `relay_addresses` (from a lookup,
-    /// possibly empty) first.
+    /// possibly empty) first, and pairing through the blind relay `relay_through` if given.
     fn connect(
         &self,
         key_pair: &KeyPair,
         remote_public_key: [u8; 32],
         relay_addresses: Vec<SocketAddr>,
+        relay_through: Option<[u8; 32]>,
     ) -> impl Future<Output = Result<Self::Stream, NetworkError>> + Send;
 
     /// Starts answering handshakes for `key_pair`; `refuse` is asked about each client.

@@ -64,6 +64,8 @@ pub(crate) struct Peer {
     pub attempts: u32,
     pub priority: Priority,
     pub flush_tick: u64,
+    /// Holepunching it failed: dial through the blind relay, if one is configured.
+    pub force_relaying: bool,
 }
 
 impl Peer {
@@ -84,6 +86,7 @@ impl Peer {
             attempts: 0,
             priority: Priority::Normal,
             flush_tick: 0,
+            force_relaying: false,
         }
     }
 

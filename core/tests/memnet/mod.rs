@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyperswarm::dht::{KeyPair, PeerRecord};
+use hyperswarm::dht::{DhtError, KeyPair, PeerRecord};
 use hyperswarm::swarm::{Closed, Listener, Network, NetworkError, PeerSink, Refuse, SecureStream};
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::sync::{mpsc, watch};
@@ -98,6 +98,8 @@ impl AsyncWrite for MemStream {
 pub struct Log {
     /// (from, to, when) of every dial.
     pub dials: Vec<([u8; 32], [u8; 32], Instant)>,
+    /// The blind relay each dial asked for, in dial order.
+    pub relayed: Vec<Option<[u8; 32]>>,
     /// (topic, who, when) of every completed announce.
     pub announces: Vec<([u8; 32], [u8; 32], Instant)>,
     /// (topic, when) of every completed lookup.
@@ -120,6 +122,8 @@ pub struct MemNet {
     latency: Duration,
     /// What the streams report as their keepalive interval.
     pub keepalive: Option<Duration>,
+    /// Peers can only reach each other through a blind relay (holepunching fails).
+    pub needs_relay: bool,
 }
 
 impl MemNet {
@@ -128,6 +132,7 @@ impl MemNet {
             hub: Arc::default(),
             latency,
             keepalive: None,
+            needs_relay: false,
         }
     }
 
@@ -185,15 +190,18 @@ impl Network for MemNet {
         key_pair: &KeyPair,
         remote: [u8; 32],
         _relay_addresses: Vec<SocketAddr>,
+        relay_through: Option<[u8; 32]>,
     ) -> Result<MemStream, NetworkError> {
         let me = key_pair.public_key();
-        self.hub
-            .lock()
-            .unwrap()
-            .log
-            .dials
-            .push((me, remote, Instant::now()));
+        {
+            let mut hub = self.hub.lock().unwrap();
+            hub.log.dials.push((me, remote, Instant::now()));
+            hub.log.relayed.push(relay_through);
+        }
         tokio::time::sleep(self.latency).await;
+        if self.needs_relay && relay_through.is_none() {
+            return Err(NetworkError::Dht(DhtError::CannotHolepunch));
+        }
         let hub = self.hub.lock().unwrap();
         let (refuse, tx) = hub
             .listeners

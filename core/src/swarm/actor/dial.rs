@@ -204,16 +204,17 @@ impl<N: Network> Actor<N> {
             }
             return;
         }
-        let relays = self
+        let (relays, force_relaying) = self
             .peers
             .get(&key)
-            .map(|p| p.relay_addresses.clone())
+            .map(|p| (p.relay_addresses.clone(), p.force_relaying))
             .unwrap_or_default();
+        let relay_through = self.opts.relay_through.filter(|_| force_relaying);
         self.next_id += 1;
         let id = self.next_id;
         let (net, kp, ev) = (self.net.clone(), self.key_pair.clone(), self.ev_tx.clone());
         let task = tokio::spawn(async move {
-            let result = net.connect(&kp, key, relays).await;
+            let result = net.connect(&kp, key, relays, relay_through).await;
             // The swarm may be gone; the stream then just closes.
             let _ = ev.send(Event::Connected { id, key, result });
         });
@@ -259,6 +260,13 @@ impl<N: Network> Actor<N> {
             Ok(stream) => stream,
             Err(e) => {
                 tracing::debug!(peer = %hex(&key), error = %e, "connect failed");
+                if self.opts.relay_through.is_some() && e.needs_relay() {
+                    if let Some(peer) = self.peers.get_mut(&key) {
+                        peer.force_relaying = true;
+                        // Start over, so the relayed try comes soon.
+                        peer.attempts = 0;
+                    }
+                }
                 self.close_conn(key);
                 return;
             }
