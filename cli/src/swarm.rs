@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use clap::Args;
 use hyperswarm::dht::{Connection, HyperDht, KeyPair};
-use hyperswarm::swarm::{self, JoinOptions, PeerInfo, Swarm, SwarmConfig};
+use hyperswarm::swarm::{self, JoinOptions, PeerInfo, Swarm, SwarmConfig, SwarmOptions};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 
@@ -53,6 +53,10 @@ pub struct SwarmArgs {
     /// whatever the topic.
     #[arg(long, value_delimiter = ',')]
     peer: Vec<String>,
+    /// A blind relay (its public key, 64 hex characters) to reach peers through once
+    /// holepunching them failed.
+    #[arg(long)]
+    relay_through: Option<String>,
     /// Only announce (peers dial us).
     #[arg(long, conflicts_with = "client")]
     server: bool,
@@ -161,9 +165,22 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 async fn start(args: &SwarmArgs, out: Out) -> Result<Swarm<HyperDht>, String> {
+    let relay_through = args
+        .relay_through
+        .as_deref()
+        .map(|k| {
+            hyperswarm::rpc::NodeId::from_hex(k)
+                .map(|id| id.0)
+                .ok_or_else(|| format!("--relay-through must be 64 hex characters, got {k:?}"))
+        })
+        .transpose()?;
     let swarm = Swarm::new(SwarmConfig {
         key_pair: Some(identity(args)?),
         bootstrap: Some(args.bootstrap.list()),
+        options: SwarmOptions {
+            relay_through,
+            ..SwarmOptions::default()
+        },
         ..SwarmConfig::default()
     })
     .await
