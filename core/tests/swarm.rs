@@ -764,3 +764,27 @@ async fn a_peer_that_cannot_be_holepunched_is_dialled_through_the_relay() {
     assert_eq!(lone.stats().client.opened, 0);
     assert!(lone.stats().client.attempted >= 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn reconfiguring_a_session_switches_between_lookup_and_announce() {
+    let net = MemNet::new(LATENCY);
+    let s = swarm(&net, 1);
+    let d = s.join(TOPIC, CLIENT_ONLY).await.unwrap();
+    assert!(d.flushed().await);
+    assert!(net.records(TOPIC).is_empty(), "a client does not announce");
+    let server_only = JoinOptions {
+        client: false,
+        ..JoinOptions::default()
+    };
+    assert!(d.reconfigure(server_only).await.unwrap());
+    assert_eq!(net.records(TOPIC), vec![s.public_key()]);
+    // Back to client only: the lookup takes our record away.
+    assert!(d.reconfigure(CLIENT_ONLY).await.unwrap());
+    assert!(net.records(TOPIC).is_empty());
+    let neither = JoinOptions {
+        server: false,
+        client: false,
+        limit: None,
+    };
+    assert_eq!(d.reconfigure(neither).await, Err(SwarmError::NoMode));
+}
