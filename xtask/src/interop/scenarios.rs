@@ -229,6 +229,13 @@ pub static ALL: &[Scenario] = &[
         needs_cli: true,
         run: swarm::dup_8,
     },
+    Scenario {
+        name: "swarm-restart-js",
+        description: "a JS peer connected to ours for over a keepalive interval is killed and restarted with the same key: our swarm takes its new connection at once (the old one counts as used, as in JS)",
+        timeout: Duration::from_secs(150),
+        needs_cli: true,
+        run: swarm::restart_js,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Scenario> {

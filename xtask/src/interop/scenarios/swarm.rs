@@ -305,3 +305,53 @@ pub fn dup_8(ctx: &mut Ctx) -> Result<(), String> {
     net.proc.request_stop();
     Ok(())
 }
+
+/// `swarm-restart-js`: a Rust and a JS peer connected for longer than a keepalive interval,
+/// then the JS process is killed and restarted with the same key. Its new connection must be
+/// taken at once even though the key rule alone would keep ours (the Rust key is the larger):
+/// JS counts keepalives as traffic, so the old connection counts as used and the newcomer is
+/// the peer reconnecting. Without that the dead connection would block it until it timed out.
+pub fn restart_js(ctx: &mut Ctx) -> Result<(), String> {
+    const RS: usize = 1;
+    const JS: usize = 2;
+    let net = start_js_testnet(ctx, "js-testnet", 10, None)?;
+    let boot = net.bootstrap.join(",");
+    let mut rs = start_peer(ctx, false, RS, "chat", None, &boot, false)?;
+    rs.proc
+        .wait_event("flushed", ctx.within(Duration::from_secs(60)))?;
+    let mut js = start_peer(ctx, true, JS, "chat", None, &boot, false)?;
+    if rs.key <= js.key {
+        return Err("the seeds must give the Rust peer the larger key".into());
+    }
+    let js_key = js.key.clone();
+    rs.proc.wait_for(
+        "connection from the JS peer",
+        ctx.within(Duration::from_secs(60)),
+        |v| is_event(v, "connection") && v["remote_public_key"] == js_key.as_str(),
+    )?;
+    // Let the connection age past hyperdht's 5 s keepalive, idle.
+    std::thread::sleep(Duration::from_secs(7));
+    js.proc.kill();
+    let _ = js.proc.wait_exit(ctx.within(Duration::from_secs(10)));
+    ctx.say("JS peer killed after 7 s of idle connection; restarting it with the same key");
+    let mut js = start_peer(ctx, true, JS, "chat", None, &boot, false)?;
+    js.proc
+        .wait_event("flushed", ctx.within(Duration::from_secs(60)))?;
+    let fresh = rs.proc.wait_for(
+        "the restarted JS peer's connection",
+        ctx.within(Duration::from_secs(4)),
+        |v| is_event(v, "connection") && v["remote_public_key"] == js_key.as_str(),
+    )?;
+    let id = fresh["id"].clone();
+    js.proc.send_line(&format!("hello {js_key}"))?;
+    rs.proc.wait_for(
+        "the greeting through the new connection",
+        ctx.within(Duration::from_secs(20)),
+        |v| is_event(v, "hello") && v["id"] == id,
+    )?;
+    ctx.say("the restarted peer was taken at once and greets through the new connection");
+    stop_all([&mut rs.proc, &mut js.proc])?;
+    let mut net = net;
+    net.proc.request_stop();
+    Ok(())
+}
