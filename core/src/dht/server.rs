@@ -147,6 +147,7 @@ impl LocalServer {
                     Some(p)
                 })?;
         let mut reply_socket = None;
+        let mut punch_ended = None;
         if let (Some(Handshaken { outcome, remote }), Some(stream)) = (session, stream) {
             let remote_id = remote.udx.as_ref().map(|u| u.id as u32)?;
             // Whichever path the client opens, its first stream packet connects us there.
@@ -167,6 +168,7 @@ impl LocalServer {
                     ServerPunch::start(setup, &outcome.hash, remote.firewall, stream.watch())
                 {
                     reply_socket = Some(p.socket().clone());
+                    punch_ended = Some(p.ended());
                     self.punches.insert(punch_id, p);
                     self.next_punch = self.next_punch.wrapping_add(1);
                 }
@@ -191,7 +193,22 @@ impl LocalServer {
             let public_key = self.public_key;
             let dht = self.dht.clone();
             tokio::spawn(async move {
-                let waited = wait_connected(&stream);
+                // While a holepunch runs (random punches can take half a minute) the path may
+                // still open; without one, the client has the usual time to reach us.
+                let waited = async {
+                    match punch_ended {
+                        None => wait_connected(&stream).await,
+                        Some(ended) => {
+                            tokio::select! {
+                                r = stream.connected() => r.map(|_| ()).map_err(|_| DhtError::Timeout),
+                                () = ended => match stream.socket() {
+                                    Some(_) => Ok(()),
+                                    None => Err(DhtError::Timeout),
+                                },
+                            }
+                        }
+                    }
+                };
                 let relay_conn = match relay {
                     None => match waited.await {
                         Ok(()) => None,

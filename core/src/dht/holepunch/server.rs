@@ -61,6 +61,13 @@ pub(crate) struct ServerPunchSetup {
 pub(crate) struct ServerPunch {
     tx: mpsc::Sender<HolepunchRelayed>,
     socket: Arc<PunchSocket>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for ServerPunch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl ServerPunch {
@@ -98,8 +105,19 @@ impl ServerPunch {
             relays,
             allowed,
         };
-        tokio::spawn(session.run(rx, direct, node, stream));
-        Ok(ServerPunch { tx, socket })
+        let task = tokio::spawn(session.run(rx, direct, node, stream));
+        Ok(ServerPunch {
+            tx,
+            socket,
+            task: task.abort_handle(),
+        })
+    }
+
+    /// A future that resolves when the holepunch task has ended (gave up, or its stream
+    /// connected): until then a punch may still open the path.
+    pub(crate) fn ended(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let tx = self.tx.clone();
+        async move { tx.closed().await }
     }
 
     /// The socket message 2 goes out from (so the relay tells the client its mapping).
