@@ -1,14 +1,16 @@
 //! [`ConnectionHandle`]: an encrypted connection as a host language sees it — read a chunk,
 //! write a chunk, end, destroy — with reads and writes usable at the same time.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{watch, Mutex};
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::runtime::run;
+use crate::runtime::{run, runtime};
 
 /// Largest chunk one [`ConnectionHandle::read`] returns.
 pub const MAX_READ: usize = 64 * 1024;
@@ -27,6 +29,8 @@ pub struct ConnectionHandle {
     reader: Mutex<Option<ReadHalf<Boxed>>>,
     writer: Mutex<Option<WriteHalf<Boxed>>>,
     closed: watch::Sender<bool>,
+    /// Set once the stream underneath has closed, whoever closed it.
+    gone: watch::Sender<bool>,
     remote_public_key: [u8; 32],
     handshake_hash: Vec<u8>,
     is_initiator: bool,
@@ -42,18 +46,30 @@ impl std::fmt::Debug for ConnectionHandle {
 }
 
 impl ConnectionHandle {
-    /// Wraps `stream`, with what the handshake established.
+    /// Wraps `stream`, with what the handshake established. `gone` resolves once the
+    /// stream underneath has closed (reset, ended both ways, or closed by the swarm), so
+    /// hosts learn of it without reading.
     pub fn new(
         stream: impl Stream,
         remote_public_key: [u8; 32],
         handshake_hash: Vec<u8>,
         is_initiator: bool,
+        gone: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     ) -> Self {
         let (r, w) = tokio::io::split(Box::new(stream) as Boxed);
+        let gone_tx = watch::channel(false).0;
+        if let Some(fut) = gone {
+            let tx = gone_tx.clone();
+            runtime().spawn(async move {
+                fut.await;
+                tx.send_replace(true);
+            });
+        }
         ConnectionHandle {
             reader: Mutex::new(Some(r)),
             writer: Mutex::new(Some(w)),
             closed: watch::channel(false).0,
+            gone: gone_tx,
             remote_public_key,
             handshake_hash,
             is_initiator,
@@ -162,6 +178,21 @@ impl ConnectionHandle {
     pub async fn end(self: &Arc<Self>) -> Result<()> {
         let this = self.clone();
         run(async move { this.end_here().await }).await
+    }
+
+    /// Resolves once the stream underneath has closed or [`destroy`](Self::destroy) was
+    /// called, whichever comes first.
+    pub async fn closed(self: &Arc<Self>) {
+        let mut gone = self.gone.subscribe();
+        let mut closed = self.closed.subscribe();
+        let _ = run(async move {
+            tokio::select! {
+                _ = gone.wait_for(|g| *g) => {}
+                _ = closed.wait_for(|c| *c) => {}
+            }
+            Ok(())
+        })
+        .await;
     }
 
     /// Closes the connection now: reads and writes in flight fail with

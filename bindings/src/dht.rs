@@ -30,7 +30,17 @@ fn wrap(conn: hyperswarm::dht::Connection) -> Arc<ConnectionHandle> {
     let key = conn.remote_public_key();
     let hash = conn.handshake_hash().to_vec();
     let initiator = conn.is_initiator();
-    Arc::new(ConnectionHandle::new(conn, key, hash, initiator))
+    let watch = conn.watch();
+    let gone = Box::pin(async move {
+        watch.closed().await;
+    });
+    Arc::new(ConnectionHandle::new(
+        conn,
+        key,
+        hash,
+        initiator,
+        Some(gone),
+    ))
 }
 
 /// A HyperDHT node of its own.

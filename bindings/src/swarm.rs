@@ -187,12 +187,17 @@ impl SwarmHandle {
         runtime().spawn(async move {
             // Ends when the swarm is destroyed (accept yields None) or nobody listens.
             while let Some((conn, peer)) = pump.accept().await {
-                let hash = conn
-                    .with_stream(|s| s.handshake_hash().to_vec())
+                let (hash, watch) = conn
+                    .with_stream(|s| (s.handshake_hash().to_vec(), Some(s.watch())))
                     .unwrap_or_default();
+                let gone = watch.map(|w| {
+                    Box::pin(async move {
+                        w.closed().await;
+                    }) as _
+                });
                 let key = conn.remote_public_key();
                 let initiator = conn.is_initiator();
-                let handle = Arc::new(ConnectionHandle::new(conn, key, hash, initiator));
+                let handle = Arc::new(ConnectionHandle::new(conn, key, hash, initiator, gone));
                 if tx.send((handle, peer)).await.is_err() {
                     break;
                 }

@@ -10,15 +10,26 @@ const READ_SIZE = 64 * 1024
 
 class HyperswarmSocket extends Duplex {
   constructor (native, publicKey) {
-    // One stream in each direction, as in JS: once the peer ended and we have read
-    // everything, our side ends too and the socket closes.
-    super({ allowHalfOpen: false })
+    // Half-open like JS Hyperswarm's sockets: the peer's end does not end our side; the
+    // socket closes once both sides ended (or on destroy).
+    super({ allowHalfOpen: true })
     this._native = native
     this._reading = false
     this.publicKey = publicKey
     this.remotePublicKey = native.remotePublicKey
     this.handshakeHash = native.handshakeHash
     this.isInitiator = native.isInitiator
+    this._draining = false
+    // Learn of a close underneath (the swarm closed a duplicate, suspend, a reset) even
+    // while nobody reads.
+    native.closed().then(() => this._onclosed())
+  }
+
+  _onclosed () {
+    if (this.destroyed) return
+    // Take what is still buffered, then the read reports the end or the close.
+    this._draining = true
+    this._read()
   }
 
   _read () {
@@ -28,7 +39,7 @@ class HyperswarmSocket extends Duplex {
       this._reading = false
       if (this.destroyed) return
       if (buf === null) this.push(null)
-      else if (this.push(buf)) this._read()
+      else if (this.push(buf) || this._draining) this._read()
     }, (err) => {
       this._reading = false
       this._fail(err)

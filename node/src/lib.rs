@@ -457,6 +457,12 @@ impl NativeConnection {
         self.inner.end().await.map_err(err)
     }
 
+    /// Resolves once the connection closed underneath (or was destroyed).
+    #[napi]
+    pub async fn closed(&self) {
+        self.inner.closed().await
+    }
+
     /// Closes now.
     #[napi]
     pub fn destroy(&self) {
