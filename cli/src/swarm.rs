@@ -1,6 +1,7 @@
 //! `join` and `chat`: Hyperswarm topics from the command line.
 
 use std::collections::HashMap;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +17,19 @@ use crate::records::parse_topic;
 
 type SwarmConn = swarm::Connection<Connection>;
 
+/// How long a finished `join` waits for its connection's clean close.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Status for people goes to stderr, so stdout carries only the peer's bytes (`join`) or
+/// messages (`chat`); with `--json` everything is an event on stdout.
+fn say(out: Out, value: serde_json::Value, human: impl FnOnce() -> String) {
+    if out.json {
+        out.emit(value, human);
+    } else {
+        eprintln!("{}", human());
+    }
+}
+
 /// What every swarm command takes.
 #[derive(Args)]
 pub struct SwarmArgs {
@@ -25,7 +39,8 @@ pub struct SwarmArgs {
     #[command(flatten)]
     bootstrap: BootstrapArg,
     /// Identity file: the 64-byte secret key (seed then public key, as JS keeps it); created
-    /// with a random key and 0600 permissions if missing.
+    /// with a random key and 0600 permissions if missing. A hex seed file (as `put --key`
+    /// writes) is read too.
     #[arg(long, conflicts_with = "seed")]
     key: Option<PathBuf>,
     /// Identity from a 32-byte seed, 64 hex characters; random without --key or --seed.
@@ -34,6 +49,16 @@ pub struct SwarmArgs {
     /// Send `hello <our public key>` to each peer as it connects.
     #[arg(long)]
     greet: bool,
+    /// Also keep a connection to these public keys (64 hex characters, comma separated),
+    /// whatever the topic.
+    #[arg(long, value_delimiter = ',')]
+    peer: Vec<String>,
+    /// Only announce (peers dial us).
+    #[arg(long, conflicts_with = "client")]
+    server: bool,
+    /// Only look up and dial.
+    #[arg(long)]
+    client: bool,
     /// Topic: 64 hex characters are used as the 32 bytes; anything else is hashed.
     topic: String,
 }
@@ -42,18 +67,33 @@ pub struct SwarmArgs {
 pub struct JoinArgs {
     #[command(flatten)]
     common: SwarmArgs,
-    /// Only announce (peers dial us).
-    #[arg(long, conflicts_with = "client")]
-    server: bool,
-    /// Only look up and dial.
-    #[arg(long)]
-    client: bool,
 }
 
+/// `chat`: lines typed go to every peer; a line `/peer KEY[,KEY...]` instead adds peers to
+/// stay connected to (like `--peer`).
 #[derive(Args)]
 pub struct ChatArgs {
     #[command(flatten)]
     common: SwarmArgs,
+}
+
+fn mode(args: &SwarmArgs) -> JoinOptions {
+    JoinOptions {
+        server: !args.client,
+        client: !args.server,
+        limit: None,
+    }
+}
+
+fn parse_peers<'a>(keys: impl IntoIterator<Item = &'a str>) -> Result<Vec<[u8; 32]>, String> {
+    keys.into_iter()
+        .filter(|k| !k.is_empty())
+        .map(|k| {
+            hyperswarm::rpc::NodeId::from_hex(k)
+                .map(|id| id.0)
+                .ok_or_else(|| format!("a peer must be 64 hex characters, got {k:?}"))
+        })
+        .collect()
 }
 
 fn identity(args: &SwarmArgs) -> Result<KeyPair, String> {
@@ -73,23 +113,18 @@ fn identity(args: &SwarmArgs) -> Result<KeyPair, String> {
 fn load_or_create_key(path: &Path) -> Result<KeyPair, String> {
     match std::fs::read(path) {
         Ok(bytes) => {
-            let secret: [u8; 64] = bytes.as_slice().try_into().map_err(|_| {
-                format!(
-                    "{} holds {} bytes, not a 64-byte secret key",
-                    path.display(),
-                    bytes.len()
-                )
-            })?;
-            let mut seed = [0u8; 32];
-            seed.copy_from_slice(&secret[..32]);
-            let kp = KeyPair::from_seed(seed);
-            if kp.public_key()[..] != secret[32..] {
-                return Err(format!(
-                    "{}: the public key does not match the seed",
+            // The record commands' key files hold a hex seed; take those too.
+            let hex_seed = std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|t| hyperswarm::rpc::NodeId::from_hex(t.trim()));
+            match (<[u8; 64]>::try_from(bytes.as_slice()), hex_seed) {
+                (_, Some(seed)) => Ok(KeyPair::from_seed(seed.0)),
+                (Ok(secret), None) => from_secret(path, &secret),
+                (Err(_), None) => Err(format!(
+                    "{} holds neither a 64-byte secret key nor a hex seed",
                     path.display()
-                ));
+                )),
             }
-            Ok(kp)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let kp = KeyPair::generate();
@@ -99,6 +134,19 @@ fn load_or_create_key(path: &Path) -> Result<KeyPair, String> {
         }
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
+}
+
+fn from_secret(path: &Path, secret: &[u8; 64]) -> Result<KeyPair, String> {
+    let mut seed = [0u8; 32];
+    seed.copy_from_slice(&secret[..32]);
+    let kp = KeyPair::from_seed(seed);
+    if kp.public_key()[..] != secret[32..] {
+        return Err(format!(
+            "{}: the public key does not match the seed",
+            path.display()
+        ));
+    }
+    Ok(kp)
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -121,8 +169,15 @@ async fn start(args: &SwarmArgs, out: Out) -> Result<Swarm<HyperDht>, String> {
     .await
     .map_err(|e| format!("cannot start: {e}"))?;
     swarm.dht().node().bootstrapped().await;
+    if !args.peer.is_empty() {
+        // Explicit peers may dial us before any topic makes us a server.
+        swarm.listen().await.map_err(|e| format!("listen: {e}"))?;
+    }
+    for key in parse_peers(args.peer.iter().map(String::as_str))? {
+        swarm.join_peer(key).map_err(|e| e.to_string())?;
+    }
     let pk = hex::encode(swarm.public_key());
-    out.emit(json!({"event": "ready", "public_key": pk}), || {
+    say(out, json!({"event": "ready", "public_key": pk}), || {
         format!("our public key: {pk}")
     });
     Ok(swarm)
@@ -134,7 +189,8 @@ fn report_flush(swarm: &Arc<Swarm<HyperDht>>, d: swarm::Discovery, out: Out) {
     tokio::spawn(async move {
         let announced = d.flushed().await;
         let flushed = swarm.flush().await;
-        out.emit(
+        say(
+            out,
             json!({"event": "flushed", "ok": announced && flushed}),
             || "first discovery round done".to_string(),
         );
@@ -143,7 +199,8 @@ fn report_flush(swarm: &Arc<Swarm<HyperDht>>, d: swarm::Discovery, out: Out) {
 
 fn announce_connection(out: Out, id: u64, conn: &SwarmConn, info: &PeerInfo) {
     let key = hex::encode(conn.remote_public_key());
-    out.emit(
+    say(
+        out,
         json!({
             "event": "connection",
             "id": id,
@@ -168,16 +225,12 @@ pub async fn join(args: JoinArgs) -> Result<(), String> {
     };
     let swarm = Arc::new(start(&args.common, out).await?);
     let topic = parse_topic(&args.common.topic).0;
-    let options = JoinOptions {
-        server: !args.client,
-        client: !args.server,
-        limit: None,
-    };
     let d = swarm
-        .join(topic, options)
+        .join(topic, mode(&args.common))
         .await
         .map_err(|e| format!("join: {e}"))?;
-    out.emit(
+    say(
+        out,
         json!({"event": "joined", "topic": hex::encode(topic)}),
         || format!("joined {}", hex::encode(topic)),
     );
@@ -206,66 +259,94 @@ pub async fn join(args: JoinArgs) -> Result<(), String> {
         };
         match done {
             // The swarm closed it for a duplicate of it: carry on with the survivor.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => {
+            Err(e) if e.kind() == ErrorKind::ConnectionAborted => {
                 emit_closed(out, id, &conn);
                 extra.push(conn);
                 continue;
             }
+            // JS peers leaving a swarm reset their connections rather than end them.
+            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {
+                emit_closed(out, id, &conn);
+                break Ok(());
+            }
             Err(e) => break Err(format!("connection: {e}")),
-            Ok(()) => break Ok(()),
+            Ok(()) => {
+                emit_closed(out, id, &conn);
+                // Both sides ended: let the close complete so our last bytes arrive.
+                let _ = tokio::time::timeout(CLOSE_GRACE, conn.closed()).await;
+                break Ok(());
+            }
         }
     };
     let _ = swarm.destroy().await;
     result
 }
 
-/// stdin to the peer, the peer to stdout, until the peer ends.
+/// stdin to the peer, the peer to stdout, until the peer ends; then our side ends too.
 async fn pipe(
     conn: &mut SwarmConn,
     stdin: Arc<tokio::sync::Mutex<tokio::io::Stdin>>,
     out: Out,
 ) -> std::io::Result<()> {
     let (mut rd, mut wr) = tokio::io::split(conn);
-    let upload = async {
-        let mut stdin = stdin.lock().await;
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = stdin.read(&mut buf).await?;
-            if n == 0 {
-                return wr.shutdown().await;
-            }
-            wr.write_all(&buf[..n]).await?;
-        }
-    };
-    let download = async {
-        let mut stdout = tokio::io::stdout();
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = rd.read(&mut buf).await?;
-            if n == 0 {
-                return Ok::<(), std::io::Error>(());
-            }
-            if out.json {
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                out.emit(json!({"event": "data", "text": text}), String::new);
-            } else {
-                stdout.write_all(&buf[..n]).await?;
-                stdout.flush().await?;
+    let mut download = Box::pin(download(&mut rd, out));
+    let peer_ended = {
+        let upload = upload(&stdin, &mut wr);
+        tokio::select! {
+            r = &mut download => Some(r),
+            r = upload => {
+                r?;
+                None
             }
         }
     };
-    tokio::pin!(download);
-    tokio::select! {
-        r = &mut download => return r,
-        r = upload => r?,
+    match peer_ended {
+        Some(r) => {
+            r?;
+            // Like netcat: once the peer is done, so are we (unsent input is dropped).
+            wr.shutdown().await
+        }
+        None => download.await,
     }
-    // Our side is done; the peer may still have things to say.
-    download.await
+}
+
+async fn upload(
+    stdin: &tokio::sync::Mutex<tokio::io::Stdin>,
+    wr: &mut WriteHalf<&mut SwarmConn>,
+) -> std::io::Result<()> {
+    let mut stdin = stdin.lock().await;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = stdin.read(&mut buf).await?;
+        if n == 0 {
+            return wr.shutdown().await;
+        }
+        wr.write_all(&buf[..n]).await?;
+    }
+}
+
+async fn download(rd: &mut ReadHalf<&mut SwarmConn>, out: Out) -> std::io::Result<()> {
+    let mut stdout = tokio::io::stdout();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = rd.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if out.json {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            out.emit(json!({"event": "data", "text": text}), String::new);
+        } else {
+            stdout.write_all(&buf[..n]).await?;
+            stdout.flush().await?;
+        }
+    }
 }
 
 fn emit_closed(out: Out, id: u64, conn: &SwarmConn) {
     let key = hex::encode(conn.remote_public_key());
-    out.emit(
+    say(
+        out,
         json!({"event": "closed", "id": id, "remote_public_key": key}),
         || format!("connection with {key} closed"),
     );
@@ -280,10 +361,11 @@ pub async fn chat(args: ChatArgs) -> Result<(), String> {
     let swarm = Arc::new(start(&args.common, out).await?);
     let topic = parse_topic(&args.common.topic).0;
     let d = swarm
-        .join(topic, JoinOptions::default())
+        .join(topic, mode(&args.common))
         .await
         .map_err(|e| format!("join: {e}"))?;
-    out.emit(
+    say(
+        out,
         json!({"event": "joined", "topic": hex::encode(topic)}),
         || format!("joined {}", hex::encode(topic)),
     );
@@ -310,10 +392,21 @@ pub async fn chat(args: ChatArgs) -> Result<(), String> {
         }
     };
     let typing = {
-        let writers = writers.clone();
+        let (swarm, writers) = (swarm.clone(), writers.clone());
         async move {
             let mut lines = BufReader::new(tokio::io::stdin()).lines();
             while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(keys) = line.strip_prefix("/peer ") {
+                    match parse_peers(keys.split([',', ' '])) {
+                        Ok(keys) => {
+                            for k in keys {
+                                let _ = swarm.join_peer(k);
+                            }
+                        }
+                        Err(e) => say(out, json!({"event": "error", "message": e}), || e.clone()),
+                    }
+                    continue;
+                }
                 let targets: Vec<_> = lock(&writers).values().cloned().collect();
                 for w in targets {
                     let _ = w
@@ -349,7 +442,8 @@ async fn read_lines(
     let mut lines = BufReader::new(rd).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if line.strip_prefix("hello ") == Some(key.as_str()) {
-            out.emit(
+            say(
+                out,
                 json!({"event": "hello", "id": id, "remote_public_key": key}),
                 || format!("{key} says hello"),
             );
@@ -361,8 +455,54 @@ async fn read_lines(
         );
     }
     lock(&writers).remove(&id);
-    out.emit(
+    say(
+        out,
         json!({"event": "closed", "id": id, "remote_public_key": key}),
         || format!("connection with {key} closed"),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("hyperswarm-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    #[test]
+    fn key_file_is_created_private_and_read_back() {
+        use std::os::unix::fs::PermissionsExt;
+        let p = scratch("me.key");
+        let kp = load_or_create_key(&p).unwrap();
+        let meta = std::fs::metadata(&p).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read(&p).unwrap(), kp.secret_key().to_vec());
+        assert_eq!(
+            load_or_create_key(&p).unwrap().public_key(),
+            kp.public_key()
+        );
+    }
+
+    #[test]
+    fn hex_seed_files_are_accepted_and_garbage_is_refused() {
+        let p = scratch("seed.key");
+        std::fs::write(&p, format!("{}\n", "07".repeat(32))).unwrap();
+        let kp = load_or_create_key(&p).unwrap();
+        assert_eq!(kp.public_key(), KeyPair::from_seed([7; 32]).public_key());
+
+        let bad = scratch("bad.key");
+        std::fs::write(&bad, b"not a key").unwrap();
+        assert!(load_or_create_key(&bad).is_err());
+        let mut forged = KeyPair::from_seed([1; 32]).secret_key();
+        forged[40] ^= 1;
+        std::fs::write(&bad, forged).unwrap();
+        assert!(load_or_create_key(&bad)
+            .unwrap_err()
+            .contains("does not match"));
+    }
 }

@@ -546,3 +546,142 @@ async fn a_connection_closed_by_the_peer_is_noticed_and_redialled() {
     assert_eq!(a.stats().client.opened, 2);
     drop(held_by_a);
 }
+
+async fn servers(net: &MemNet, seeds: std::ops::Range<u8>) -> Vec<Swarm<MemNet>> {
+    let mut out = Vec::new();
+    for i in seeds {
+        let s = swarm(net, i);
+        let d = s
+            .join(
+                TOPIC,
+                JoinOptions {
+                    client: false,
+                    ..JoinOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(d.flushed().await);
+        out.push(s);
+    }
+    out
+}
+
+const CLIENT_ONLY: JoinOptions = JoinOptions {
+    server: false,
+    client: true,
+    limit: None,
+};
+
+#[tokio::test(start_paused = true)]
+async fn explicit_peers_shrink_the_room_left_for_topic_peers() {
+    let net = MemNet::new(LATENCY);
+    let _topic_servers = servers(&net, 10..14).await;
+    let friend = swarm(&net, 20);
+    friend.listen().await.unwrap();
+    let c = Swarm::with_network(
+        net.clone(),
+        key(1),
+        SwarmOptions {
+            max_peers: 4,
+            ..options(1)
+        },
+    );
+    c.join_peer(friend.public_key()).unwrap();
+    c.join(TOPIC, CLIENT_ONLY).await.unwrap();
+    assert!(c.flush().await);
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    // One explicit peer doubles the weight of each connection: 2 × 2 reaches 4.
+    assert_eq!(c.stats().connections, 2, "{:?}", c.stats());
+    let dialled: Vec<[u8; 32]> = net.log(|l| l.dials.iter().map(|d| d.1).collect());
+    assert!(dialled.contains(&friend.public_key()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_client_connections_caps_dials_but_not_accepts() {
+    let net = MemNet::new(LATENCY);
+    let _topic_servers = servers(&net, 10..13).await;
+    let c = Swarm::with_network(
+        net.clone(),
+        key(1),
+        SwarmOptions {
+            max_client_connections: 1,
+            ..options(1)
+        },
+    );
+    c.listen().await.unwrap();
+    c.join(TOPIC, CLIENT_ONLY).await.unwrap();
+    assert!(c.flush().await);
+    assert_eq!(c.stats().client_connections, 1);
+    // Others may still dial us.
+    let other = swarm(&net, 30);
+    other.join_peer(c.public_key()).unwrap();
+    until(&c, "accepted", |s| s.server_connections == 1).await;
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(c.stats().client_connections, 1);
+    assert_eq!(c.stats().client.attempted, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn banned_peers_are_neither_dialled_nor_accepted() {
+    let net = MemNet::new(LATENCY);
+    let topic_servers = servers(&net, 10..12).await;
+    let c = swarm(&net, 1);
+    let banned = topic_servers[0].public_key();
+    c.ban(banned).unwrap();
+    c.listen().await.unwrap();
+    c.join(TOPIC, CLIENT_ONLY).await.unwrap();
+    assert!(c.flush().await);
+    assert_eq!(c.stats().connections, 1);
+    let dialled: Vec<[u8; 32]> = net.log(|l| l.dials.iter().map(|d| d.1).collect());
+    assert!(!dialled.contains(&banned));
+    // It dials us: refused at the handshake.
+    topic_servers[0].join_peer(c.public_key()).unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(c.stats().server.opened, 0);
+    assert!(topic_servers[0].stats().client.attempted >= 1);
+    assert_eq!(topic_servers[0].stats().client.opened, 0);
+    assert!(c.peer(banned).await.unwrap().banned);
+    c.unban(banned).unwrap();
+    assert!(!c.peer(banned).await.is_some_and(|p| p.banned));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_connection_older_than_a_keepalive_counts_as_used() {
+    let mut net = MemNet::new(LATENCY);
+    net.keepalive = Some(Duration::from_secs(5));
+    let (ka, kb) = (key(1), key(2));
+    let (big, small) = if ka.public_key() > kb.public_key() {
+        (ka, kb)
+    } else {
+        (kb, ka)
+    };
+    let a = Swarm::with_network(net.clone(), big.clone(), options(1));
+    a.listen().await.unwrap();
+    a.join_peer(small.public_key()).unwrap();
+    let b = Swarm::with_network(net.clone(), small.clone(), options(2));
+    b.listen().await.unwrap();
+    let (old, _) = timeout(DEADLINE, a.accept()).await.unwrap().unwrap();
+    let _at_b = timeout(DEADLINE, b.accept()).await.unwrap().unwrap();
+
+    // Young and unused: the key rule keeps ours (we have the larger key).
+    let early = net.connect(&small, big.public_key(), Vec::new());
+    let mut early = timeout(DEADLINE, early).await.unwrap().unwrap();
+    let mut one = [0u8; 1];
+    assert_eq!(
+        timeout(DEADLINE, early.read(&mut one))
+            .await
+            .unwrap()
+            .unwrap(),
+        0
+    );
+    assert!(old.is_open());
+
+    // After a keepalive interval JS would have counted keepalives both ways.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let late = net.connect(&small, big.public_key(), Vec::new());
+    let _late = timeout(DEADLINE, late).await.unwrap().unwrap();
+    let (fresh, _) = timeout(DEADLINE, a.accept()).await.unwrap().unwrap();
+    assert!(!fresh.is_initiator());
+    assert!(!old.is_open());
+}

@@ -48,7 +48,7 @@ async fn server_and_client_meet_on_a_topic_and_talk() {
         .await
         .unwrap();
     assert!(timeout(STEP, client.flush()).await.unwrap());
-    assert_eq!(client.stats().client.opened, 1);
+    assert_eq!(client.stats().client.opened, 1, "{:?}", client.stats());
 
     let (mut c, info) = timeout(STEP, client.accept()).await.unwrap().unwrap();
     assert_eq!(info.public_key, server.public_key());

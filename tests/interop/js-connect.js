@@ -1,12 +1,15 @@
 'use strict'
 // Encrypted connections through the DHT, JS side.
 //
-//   node js-connect.js server --bootstrap B --seed HEX
+//   node js-connect.js server --bootstrap B --seed HEX [--reject HEX]
 //       listens on the seed's key pair and echoes every connection; prints `listening`, then
-//       `connection` per client; runs until stdin closes or SIGTERM.
-//   node js-connect.js client --bootstrap B --key HEX [--bytes N]
-//       connects to the key, writes N random bytes, reads them back, compares, ends;
-//       prints `connected` and `echoed` {bytes, equal}.
+//       `connection` per client and `closed` {bytes} when it ends; refuses the client key
+//       --reject (firewall); runs until stdin closes or SIGTERM.
+//   node js-connect.js client --bootstrap B --key HEX [--seed HEX] [--bytes N] [--count C] [--serial]
+//       opens C connections at once (one after another with --serial); each writes N random
+//       bytes, reads them back, compares, ends; prints `connected`, then `echoed` {index,
+//       bytes, equal, connect_ms, first_byte_ms, mib_per_s} or `error` {index, code}. Exits 1
+//       if any failed.
 
 const HyperDHT = require('hyperdht')
 const crypto = require('crypto')
@@ -14,7 +17,10 @@ const b4a = require('b4a')
 const { parseArgs, parseAddrs, emit, log, hex, fail, watchdog, run } = require('./common')
 
 const [op, ...rest] = process.argv.slice(2)
-const args = parseArgs(rest, { bootstrap: null, seed: null, key: null, bytes: '65536', timeout: '60' })
+const args = parseArgs(rest, {
+  bootstrap: null, seed: null, key: null, reject: null, bytes: '65536', count: '1', timeout: '60', serial: false,
+  firewalled: false, 'no-lan': false
+})
 const dog = watchdog(Number(args.timeout))
 
 function bytes32 (s, what) {
@@ -25,16 +31,23 @@ function bytes32 (s, what) {
 run(async () => {
   const bootstrap = parseAddrs(args.bootstrap)
   if (bootstrap.length === 0) fail('--bootstrap is required (never the public DHT)')
-  const dht = new HyperDHT({ bootstrap, host: '127.0.0.1' })
+  // --firewalled: never conclude the DHT socket is reachable (as behind a NAT), so the
+  // other side must holepunch; --no-lan: no LAN shortcut for clients.
+  const dht = new HyperDHT({ bootstrap, host: '127.0.0.1', quickFirewall: !args.firewalled })
   await dht.fullyBootstrapped()
 
   if (op === 'server') {
     const keyPair = HyperDHT.keyPair(bytes32(args.seed, 'seed'))
-    const server = dht.createServer((conn) => {
-      emit({ event: 'connection', remote_public_key: hex(conn.remotePublicKey) })
+    const reject = args.reject ? bytes32(args.reject, 'reject') : null
+    const firewall = reject ? (remotePublicKey) => b4a.equals(remotePublicKey, reject) : undefined
+    const server = dht.createServer({ firewall }, (conn) => {
+      const key = hex(conn.remotePublicKey)
+      emit({ event: 'connection', remote_public_key: key })
+      let bytes = 0
       conn.on('error', (err) => log('connection error', err.message))
-      conn.on('data', (d) => conn.write(d))
+      conn.on('data', (d) => { bytes += d.byteLength; conn.write(d) })
       conn.on('end', () => conn.end())
+      conn.on('close', () => emit({ event: 'closed', remote_public_key: key, bytes }))
     })
     await server.listen(keyPair)
     emit({ event: 'listening', public_key: hex(keyPair.publicKey) })
@@ -53,27 +66,53 @@ run(async () => {
 
   if (op === 'client') {
     const n = Number(args.bytes)
-    const data = crypto.randomBytes(n)
-    const conn = dht.connect(bytes32(args.key, 'key'))
-    const received = []
-    let got = 0
-    await new Promise((resolve, reject) => {
-      conn.on('error', reject)
+    const key = bytes32(args.key, 'key')
+    const keyPair = args.seed ? HyperDHT.keyPair(bytes32(args.seed, 'seed')) : HyperDHT.keyPair()
+    const { performance } = require('perf_hooks')
+    const one = (index) => new Promise((resolve) => {
+      const started = performance.now()
+      const data = crypto.randomBytes(n)
+      const conn = dht.connect(key, { keyPair, localConnection: !args['no-lan'] })
+      const received = []
+      let got = 0
+      let connectMs = null
+      let firstByteMs = null
+      conn.on('error', (err) => {
+        emit({ event: 'error', index, code: err.code || null, message: err.message })
+        resolve(false)
+      })
       conn.on('open', () => {
-        emit({ event: 'connected', remote_public_key: hex(conn.remotePublicKey) })
-        conn.write(data)
+        connectMs = performance.now() - started
+        const raw = conn.rawStream
+        const remoteAddress = raw ? `${raw.remoteHost}:${raw.remotePort}` : null
+        emit({ event: 'connected', index, remote_public_key: hex(conn.remotePublicKey), remote_address: remoteAddress })
+        // secret-stream frames each write whole, and a frame holds at most 16 MiB - 1.
+        for (let at = 0; at < n; at += 65536) conn.write(data.subarray(at, at + 65536))
       })
       conn.on('data', (d) => {
+        if (firstByteMs === null) firstByteMs = performance.now() - started
         received.push(d)
         got += d.byteLength
         if (got >= n) conn.end()
       })
-      conn.on('close', resolve)
+      conn.on('close', () => {
+        if (connectMs === null) return
+        const equal = got === n && b4a.equals(b4a.concat(received), data)
+        const seconds = (performance.now() - started - connectMs) / 1000
+        const mibPerS = (2 * got) / (1024 * 1024) / Math.max(seconds, 1e-9)
+        emit({ event: 'echoed', index, bytes: got, equal, connect_ms: connectMs, first_byte_ms: firstByteMs, mib_per_s: mibPerS })
+        resolve(equal)
+      })
     })
-    const equal = b4a.equals(b4a.concat(received), data)
-    emit({ event: 'echoed', bytes: got, equal })
+    const count = Number(args.count)
+    let results = []
+    if (args.serial) {
+      for (let i = 0; i < count; i++) results.push(await one(i))
+    } else {
+      results = await Promise.all(Array.from({ length: count }, (_, i) => one(i)))
+    }
     await dht.destroy()
-    process.exit(equal ? 0 : 1)
+    process.exit(results.every(Boolean) ? 0 : 1)
   }
 
   fail(`unknown op ${op} (server | client)`)

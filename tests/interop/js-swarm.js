@@ -5,6 +5,9 @@
 //       joins TOPIC as server and client; every stdin line goes to every peer.
 //   node js-swarm.js join TOPIC --bootstrap B [--server|--client] [--seed HEX] [--greet]
 //       joins TOPIC in that mode; data from peers is reported as `data` events.
+//   --peer KEY,KEY...  also joinPeer these public keys (listening first).
+//   chat: a stdin line `/peer KEY[,KEY...]` joinPeers those keys instead of being sent.
+//   chat takes --server / --client as join does.
 //
 // Events: ready {public_key}, joined {topic}, flushed {ok}, connection {id,
 // remote_public_key, initiator, topics}, hello {id, remote_public_key} (the peer's
@@ -18,7 +21,7 @@ const crypto = require('crypto')
 const { parseArgs, parseAddrs, emit, log, hex, fail, run } = require('./common')
 
 const [op, topicArg, ...rest] = process.argv.slice(2)
-const args = parseArgs(rest, { bootstrap: null, seed: null, greet: false, server: false, client: false })
+const args = parseArgs(rest, { bootstrap: null, seed: null, greet: false, server: false, client: false, peer: null })
 if (op !== 'chat' && op !== 'join') fail('usage: js-swarm.js chat|join TOPIC --bootstrap B ...')
 if (!topicArg) fail('missing TOPIC')
 
@@ -37,6 +40,9 @@ run(async () => {
   await dht.fullyBootstrapped()
   const swarm = new Hyperswarm({ dht, keyPair })
   const me = hex(keyPair.publicKey)
+  const explicit = args.peer ? args.peer.split(',').filter(Boolean) : []
+  if (explicit.length) await swarm.listen()
+  for (const k of explicit) swarm.joinPeer(b4a.from(k, 'hex'))
   emit({ event: 'ready', public_key: me })
 
   const topic = parseTopic(topicArg)
@@ -77,9 +83,7 @@ run(async () => {
     })
   })
 
-  const mode = op === 'chat'
-    ? { server: true, client: true }
-    : { server: !args.client, client: !args.server }
+  const mode = { server: !args.client, client: !args.server }
   const discovery = swarm.join(topic, mode)
   emit({ event: 'joined', topic: hex(topic) })
   discovery.flushed().then(async () => {
@@ -101,6 +105,10 @@ run(async () => {
     while ((i = buffered.indexOf('\n')) !== -1) {
       const line = buffered.slice(0, i + 1)
       buffered = buffered.slice(i + 1)
+      if (line.startsWith('/peer ')) {
+        for (const k of line.slice(6).trim().split(/[, ]/).filter(Boolean)) swarm.joinPeer(b4a.from(k, 'hex'))
+        continue
+      }
       for (const c of conns.values()) c.write(line)
     }
   })

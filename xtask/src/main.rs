@@ -25,7 +25,7 @@ commands:
   ci                           fmt check, clippy, tests (in a netns), all interop scenarios
   interop [SCENARIO...]        run interop scenarios (all when none given)
   interop --list               list interop scenarios
-  bench [udx]                  benchmarks, JS and Rust side by side (BENCH_MIB=512)
+  bench [udx|connect]          benchmarks, JS and Rust side by side (BENCH_MIB=512)
   bench node                   the npm package vs hyperswarm (JS): join latency, throughput
   node                         npm package: npm ci, build the addon, node --test (in a netns)
 ";

@@ -257,6 +257,11 @@ impl SecretStream {
         (s, frame(&first))
     }
 
+    /// Whether the peer's header frame has arrived (and named the right stream).
+    pub fn header_received(&self) -> bool {
+        self.pull.is_some()
+    }
+
     /// Encrypts one message into a frame.
     pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, SecretStreamError> {
         if plaintext.len() > MAX_MESSAGE {

@@ -6,11 +6,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::addr::{is_bogon, is_reserved, local_addresses, match_address};
-use super::connect_messages::{HandshakeMessage, HandshakeMode, NoisePayload};
+use super::connect_messages::{HandshakeMessage, HandshakeMode, NoisePayload, RelayThrough};
 use super::connection::Connection;
 use super::handshake::{firewall, payload_for, ClientHandshake, HandshakeError, Handshaken};
+use super::holepunch::holepunch;
 use super::keys::KeyPair;
 use super::records::PeerRecord;
+use super::relay::pair_through;
 use super::{commands, peer_target, DhtError, HyperDht};
 use crate::rpc::{QueryOptions, UserRequest};
 use crate::udx::{Config, UdxStream};
@@ -18,6 +20,38 @@ use crate::udx::{Config, UdxStream};
 /// How long a side waits for the other to open the stream towards it (hyperdht's
 /// `HANDSHAKE_INITIAL_TIMEOUT`).
 pub const PASSIVE_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How [`HyperDht::connect_with`] may reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Offer our LAN addresses and take the LAN shortcut when both sides share a public
+    /// address (hyperdht's `localConnection`).
+    pub local_connection: bool,
+    /// Holepunch when no direct path exists (hyperdht's `holepunch` hook returning false
+    /// turns it off).
+    pub holepunch: bool,
+    /// A blind relay to pair through, in parallel with the other paths (hyperdht's
+    /// `relayThrough`). The server's choice, if it makes one, wins.
+    pub relay_through: Option<[u8; 32]>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            local_connection: true,
+            holepunch: true,
+            relay_through: None,
+        }
+    }
+}
+
+/// A pairing through a blind relay: its key, the token and whether we lead it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RelayPlan {
+    pub public_key: [u8; 32],
+    pub token: [u8; 32],
+    pub is_initiator: bool,
+}
 
 /// A handshake completed with a server.
 #[derive(Debug, Clone)]
@@ -53,11 +87,13 @@ impl HyperDht {
     }
 
     /// The payload a client offers: how to reach it and the stream it opened.
-    fn client_payload(&self, udx_id: u32) -> (NoisePayload, u64) {
+    fn client_payload(&self, udx_id: u32, opts: ConnectOptions) -> (NoisePayload, u64) {
         let public = self.remote_address();
         let mut addresses = Vec::new();
         addresses.extend(public);
-        addresses.extend(local_addresses(self.node().local_addr()));
+        if opts.local_connection {
+            addresses.extend(local_addresses(self.node().local_addr()));
+        }
         let fw = if public.is_some() {
             firewall::OPEN
         } else {
@@ -72,8 +108,26 @@ impl HyperDht {
         key_pair: &KeyPair,
         server_public_key: &[u8; 32],
     ) -> Result<Connection, DhtError> {
+        self.connect_with(key_pair, server_public_key, ConnectOptions::default())
+            .await
+    }
+
+    /// [`HyperDht::connect`] with options.
+    pub async fn connect_with(
+        &self,
+        key_pair: &KeyPair,
+        server_public_key: &[u8; 32],
+        opts: ConnectOptions,
+    ) -> Result<Connection, DhtError> {
         let stream = self.node().udx().create_stream(Config::default());
-        let (payload, our_firewall) = self.client_payload(stream.id());
+        let (mut payload, our_firewall) = self.client_payload(stream.id(), opts);
+        let our_token: [u8; 32] = rand::random();
+        payload.relay_through = opts.relay_through.map(|public_key| RelayThrough {
+            version: 1,
+            flags: 0,
+            public_key,
+            token: our_token,
+        });
         let d = self
             .handshake_with(key_pair, server_public_key, &payload)
             .await?;
@@ -83,12 +137,53 @@ impl HyperDht {
             .as_ref()
             .map(|u| u.id as u32)
             .ok_or(DhtError::ServerIncompatible)?;
-        self.open_path(&stream, &d, remote_id, our_firewall).await?;
-        Ok(Connection::new(
-            stream,
-            d.handshake.outcome,
-            key_pair.public_key(),
-        ))
+        let relay = match (d.remote().relay_through, opts.relay_through) {
+            (Some(theirs), _) => Some(RelayPlan {
+                public_key: theirs.public_key,
+                token: theirs.token,
+                is_initiator: false,
+            }),
+            (None, Some(public_key)) => Some(RelayPlan {
+                public_key,
+                token: our_token,
+                is_initiator: true,
+            }),
+            (None, None) => None,
+        };
+        let direct = self.open_path(
+            &stream,
+            &d,
+            server_public_key,
+            remote_id,
+            our_firewall,
+            opts,
+        );
+        let relay_conn = match relay {
+            None => {
+                direct.await?;
+                None
+            }
+            Some(plan) => {
+                let relay_keys = KeyPair::generate();
+                let relayed = pair_through(
+                    self,
+                    &relay_keys,
+                    &plan.public_key,
+                    plan.token,
+                    plan.is_initiator,
+                    &stream,
+                );
+                race_relay(direct, relayed).await?
+            }
+        };
+        let mut conn = Connection::new(stream, d.handshake.outcome, key_pair.public_key());
+        if let Some(relay_conn) = relay_conn {
+            conn.keep_relay(relay_conn);
+        }
+        match tokio::time::timeout(PASSIVE_CONNECT_TIMEOUT, conn.opened()).await {
+            Ok(Ok(())) => Ok(conn),
+            _ => Err(DhtError::Timeout),
+        }
     }
 
     /// Connects the raw stream along the first path that works, as hyperdht's client does.
@@ -96,8 +191,10 @@ impl HyperDht {
         &self,
         stream: &UdxStream,
         d: &Dialled,
+        server_public_key: &[u8; 32],
         remote_id: u32,
         our_firewall: u64,
+        opts: ConnectOptions,
     ) -> Result<(), DhtError> {
         // A stream packet from the server may already have arrived (it connects to open
         // clients straight away): then that is the path.
@@ -132,7 +229,9 @@ impl HyperDht {
         if our_firewall == firewall::OPEN {
             return wait_connected(stream).await;
         }
-        if d.client_address.map(|c| c.ip()) == Some(d.server_address.ip()) {
+        let same_host = d.client_address.map(|c| c.ip()) == Some(d.server_address.ip());
+        if opts.local_connection && same_host {
+            // Behind the same public address: the LAN is the short way round.
             if let Some(addr) = self.lan_address(remote).await {
                 let server_socket = self.node().server_socket().clone();
                 return stream
@@ -140,7 +239,10 @@ impl HyperDht {
                     .map_err(|_| DhtError::Timeout);
             }
         }
-        Err(DhtError::CannotHolepunch)
+        if !opts.holepunch {
+            return Err(DhtError::HolepunchAborted("holepunching is off"));
+        }
+        holepunch(self, d, server_public_key, stream, remote_id).await
     }
 
     /// The server's LAN address that shares most with ours, if it answers a ping.
@@ -224,6 +326,27 @@ impl HyperDht {
         } else {
             DhtError::PeerNotFound
         })
+    }
+}
+
+/// Runs the direct paths and the relay pairing side by side: the first to connect the
+/// stream wins, and a failure of one leaves the other to finish. Returns the relay
+/// connection when the relay won (it must stay open while the stream is used).
+pub(crate) async fn race_relay(
+    direct: impl std::future::Future<Output = Result<(), DhtError>>,
+    relayed: impl std::future::Future<Output = Result<Connection, DhtError>>,
+) -> Result<Option<Connection>, DhtError> {
+    tokio::pin!(direct);
+    tokio::pin!(relayed);
+    tokio::select! {
+        r = &mut direct => match r {
+            Ok(()) => Ok(None),
+            Err(_) => relayed.await.map(Some),
+        },
+        r = &mut relayed => match r {
+            Ok(conn) => Ok(Some(conn)),
+            Err(e) => direct.await.map(|()| None).map_err(|_| e),
+        },
     }
 }
 

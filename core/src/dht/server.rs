@@ -9,23 +9,60 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::addr::local_addresses;
-use super::connect::wait_connected;
-use super::connect_messages::NoisePayload;
+use super::connect::{race_relay, wait_connected, RelayPlan, PASSIVE_CONNECT_TIMEOUT};
+use super::connect_messages::{HolepunchInfo, NoisePayload, RelayInfo, RelayThrough};
 use super::connection::Connection;
 use super::handshake::{firewall, payload_for, HandshakeCache, Handshaken};
+use super::holepunch::{HolepunchRelayed, PunchSocket, ServerPunch, ServerPunchSetup};
 use super::keys::KeyPair;
 use super::records::{announce_signable, Announce, PeerRecord};
+use super::relay::pair_through;
 use super::{commands, peer_target, DhtError, HyperDht};
 use crate::rpc::{Node, NodeId, QueryOptions, UserRequest};
 use crate::udx::Config;
+use std::collections::HashMap;
 
 /// Relays a server announces itself to.
 pub const RELAYS: usize = 3;
 /// Connections waiting for the application; more are refused until it catches up.
 const PENDING: usize = 256;
+/// Holepunches a server runs at once; handshakes beyond this get no punch offer.
+const MAX_PUNCHES: usize = 256;
 
 /// Decides whether to accept a client: its public key, payload and address.
 pub type FirewallFn = dyn Fn(&[u8; 32], &NoisePayload, SocketAddr) -> bool + Send + Sync;
+
+/// How [`HyperDht::listen_with`] serves clients.
+#[derive(Clone)]
+pub struct ListenOptions {
+    /// Decides whether to accept a client (no answer at all when it refuses).
+    pub firewall: Option<Arc<FirewallFn>>,
+    /// A blind relay to pair every relayed client through (hyperdht's server
+    /// `relayThrough`); it wins over a client's own choice.
+    pub relay_through: Option<[u8; 32]>,
+    /// Offer holepunching to clients that cannot reach us directly.
+    pub holepunch: bool,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        ListenOptions {
+            firewall: None,
+            relay_through: None,
+            holepunch: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for ListenOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenOptions")
+            .field("firewall", &self.firewall.is_some())
+            .field("relay_through", &self.relay_through.map(hex::encode))
+            .field("holepunch", &self.holepunch)
+            .finish()
+    }
+}
 
 /// What a node keeps for each server listening on it.
 pub(crate) struct LocalServer {
@@ -33,7 +70,14 @@ pub(crate) struct LocalServer {
     public_key: [u8; 32],
     cache: HandshakeCache,
     firewall: Option<Arc<FirewallFn>>,
-    relays: Vec<SocketAddr>,
+    /// Our own blind relay for clients, and whether we holepunch at all.
+    relay_through: Option<[u8; 32]>,
+    holepunch: bool,
+    relays: Vec<RelayInfo>,
+    /// Running holepunches by the id handed to the client.
+    punches: HashMap<u64, ServerPunch>,
+    next_punch: u64,
+    target: NodeId,
     /// The node the server listens on; removed (breaking the cycle through the node's
     /// handler) when the [`Server`] is dropped.
     dht: HyperDht,
@@ -42,23 +86,33 @@ pub(crate) struct LocalServer {
 
 impl LocalServer {
     /// Answers a message 1 from `client` (`direct` when it reached us without a relay);
-    /// `None` means stay silent.
+    /// `None` means stay silent. With a punch socket, message 2 must leave from it.
     pub(crate) fn respond(
         &mut self,
         now: Instant,
         message1: &[u8],
         client: SocketAddr,
         direct: bool,
-    ) -> Option<Vec<u8>> {
+    ) -> Option<(Vec<u8>, Option<Arc<PunchSocket>>)> {
         // Nobody would take the connection: refuse by silence, as a rejecting firewall does.
         if self.incoming.capacity() == 0 {
             return None;
         }
+        self.punches.retain(|_, p| !p.is_done());
         let firewall_fn = self.firewall.clone();
         let relays = self.relays.clone();
         let public = self.dht.remote_address();
         let node: &Node = self.dht.node();
+        let punch_id = self.next_punch;
+        let can_punch = self.holepunch && self.punches.len() < MAX_PUNCHES;
+        let our_relay = self.relay_through.map(|public_key| RelayThrough {
+            version: 1,
+            flags: 0,
+            public_key,
+            token: rand::random(),
+        });
         let mut stream = None;
+        let mut offered_punch = false;
         let (message2, session) =
             self.cache
                 .respond(now, &self.seed, message1, |key, remote| {
@@ -77,10 +131,20 @@ impl LocalServer {
                         firewall::UNKNOWN
                     };
                     let mut p = payload_for(s.id(), fw, addresses);
-                    p.relay_addresses = Some(relays);
+                    p.relay_addresses = Some(relays.iter().map(|r| r.relay_address).collect());
+                    p.relay_through = our_relay;
+                    let client_reaches_us = remote.firewall == firewall::OPEN || direct;
+                    if public.is_none() && !client_reaches_us && can_punch && !relays.is_empty() {
+                        p.holepunch = Some(HolepunchInfo {
+                            id: punch_id,
+                            relays: relays.clone(),
+                        });
+                        offered_punch = true;
+                    }
                     stream = Some(s);
                     Some(p)
                 })?;
+        let mut reply_socket = None;
         if let (Some(Handshaken { outcome, remote }), Some(stream)) = (session, stream) {
             let remote_id = remote.udx.as_ref().map(|u| u.id as u32)?;
             // Whichever path the client opens, its first stream packet connects us there.
@@ -89,18 +153,102 @@ impl LocalServer {
                 // We speak first: the client is reachable where we saw it.
                 let socket = node.socket().clone();
                 stream.connect(&socket, remote_id, client).ok()?;
+            } else if offered_punch {
+                let setup = ServerPunchSetup {
+                    node: node.clone(),
+                    target: self.target,
+                    random_punches: self.dht.random_punches().clone(),
+                    relays: self.relays.iter().map(|r| r.relay_address).collect(),
+                };
+                if let Ok(p) =
+                    ServerPunch::start(setup, &outcome.hash, remote.firewall, stream.watch())
+                {
+                    reply_socket = Some(p.socket().clone());
+                    self.punches.insert(punch_id, p);
+                    self.next_punch = self.next_punch.wrapping_add(1);
+                }
             }
+            let connected_at_once = remote.firewall == firewall::OPEN || direct;
+            // Our relay wins over the client's; whoever chose it leads the pairing.
+            let relay = match (our_relay, remote.relay_through) {
+                _ if connected_at_once => None,
+                (Some(ours), _) => Some(RelayPlan {
+                    public_key: ours.public_key,
+                    token: ours.token,
+                    is_initiator: true,
+                }),
+                (None, Some(theirs)) => Some(RelayPlan {
+                    public_key: theirs.public_key,
+                    token: theirs.token,
+                    is_initiator: false,
+                }),
+                (None, None) => None,
+            };
             let incoming = self.incoming.clone();
             let public_key = self.public_key;
+            let dht = self.dht.clone();
             tokio::spawn(async move {
-                if wait_connected(&stream).await.is_ok() {
-                    let conn = Connection::new(stream, outcome, public_key);
+                let waited = wait_connected(&stream);
+                let relay_conn = match relay {
+                    None => match waited.await {
+                        Ok(()) => None,
+                        Err(_) => return,
+                    },
+                    Some(plan) => {
+                        let keys = KeyPair::generate();
+                        let relayed = pair_through(
+                            &dht,
+                            &keys,
+                            &plan.public_key,
+                            plan.token,
+                            plan.is_initiator,
+                            &stream,
+                        );
+                        match race_relay(waited, relayed).await {
+                            Ok(c) => c,
+                            Err(_) => return,
+                        }
+                    }
+                };
+                let mut conn = Connection::new(stream, outcome, public_key);
+                if let Some(r) = relay_conn {
+                    conn.keep_relay(r);
+                }
+                // Only a peer that holds the session keys gets handed out: a replayed
+                // message 1 opens no stream that sends a valid header.
+                let opened = tokio::time::timeout(PASSIVE_CONNECT_TIMEOUT, conn.opened()).await;
+                if matches!(opened, Ok(Ok(()))) {
                     // A full queue drops the connection, which resets it for the client.
                     let _ = incoming.try_send(conn);
                 }
             });
         }
-        Some(message2)
+        Some((message2, reply_socket))
+    }
+
+    /// A PEER_HOLEPUNCH for one of our handshakes, forwarded by `relay`.
+    pub(crate) fn on_holepunch(
+        &mut self,
+        id: u64,
+        tid: u16,
+        relay: SocketAddr,
+        peer_address: SocketAddr,
+        payload: Vec<u8>,
+    ) {
+        let from_our_relay = self.relays.iter().any(|r| r.relay_address == relay);
+        tracing::debug!(id, %relay, %peer_address, known = self.punches.contains_key(&id), "holepunch message");
+        if let Some(p) = self.punches.get(&id) {
+            let msg = HolepunchRelayed {
+                tid,
+                relay,
+                peer_address,
+                payload,
+                from_our_relay,
+            };
+            if !p.deliver(msg) {
+                self.punches.remove(&id);
+            }
+        }
     }
 }
 
@@ -110,7 +258,7 @@ pub struct Server {
     dht: HyperDht,
     target: NodeId,
     public_key: [u8; 32],
-    relays: Vec<SocketAddr>,
+    relays: Vec<RelayInfo>,
     incoming: mpsc::Receiver<Connection>,
 }
 
@@ -121,8 +269,8 @@ impl Server {
     }
 
     /// The nodes relaying handshakes to us.
-    pub fn relays(&self) -> &[SocketAddr] {
-        &self.relays
+    pub fn relays(&self) -> Vec<SocketAddr> {
+        self.relays.iter().map(|r| r.relay_address).collect()
     }
 
     /// The next client connection, once its stream is open.
@@ -145,6 +293,24 @@ impl HyperDht {
         key_pair: &KeyPair,
         firewall: Option<Arc<FirewallFn>>,
     ) -> Result<Server, DhtError> {
+        let opts = ListenOptions {
+            firewall,
+            ..ListenOptions::default()
+        };
+        self.listen_with(key_pair, opts).await
+    }
+
+    /// [`HyperDht::listen`] with options.
+    pub async fn listen_with(
+        &self,
+        key_pair: &KeyPair,
+        opts: ListenOptions,
+    ) -> Result<Server, DhtError> {
+        let ListenOptions {
+            firewall,
+            relay_through,
+            holepunch,
+        } = opts;
         let public_key = key_pair.public_key();
         let target = peer_target(&public_key);
         let (tx, rx) = mpsc::channel(PENDING);
@@ -158,7 +324,12 @@ impl HyperDht {
                 public_key,
                 cache: HandshakeCache::default(),
                 firewall,
+                relay_through,
+                holepunch,
                 relays: Vec::new(),
+                punches: HashMap::new(),
+                next_punch: 0,
+                target,
                 dht: self.clone(),
                 incoming: tx,
             },
@@ -182,7 +353,7 @@ impl HyperDht {
         &self,
         key_pair: &KeyPair,
         target: NodeId,
-    ) -> Result<Vec<SocketAddr>, DhtError> {
+    ) -> Result<Vec<RelayInfo>, DhtError> {
         let closest = self
             .node()
             .query(target, commands::FIND_PEER, None, QueryOptions::default())
@@ -217,7 +388,12 @@ impl HyperDht {
             };
             if let Ok(r) = self.node().request(req, reply.from).await {
                 if r.error == 0 {
-                    accepted.push(reply.from);
+                    // The relay forwards to where it saw us; that is our address there.
+                    let peer_address = r.to.or(reply.to).unwrap_or(reply.from);
+                    accepted.push(RelayInfo {
+                        relay_address: reply.from,
+                        peer_address,
+                    });
                 }
             }
         }

@@ -9,6 +9,9 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
+use tokio::time::{Duration, Instant};
+
+use super::network::{Closed, SecureStream};
 
 struct Slot<S> {
     stream: Option<S>,
@@ -20,11 +23,17 @@ pub(crate) struct Shared<S> {
     slot: Mutex<Slot<S>>,
     read: AtomicU64,
     written: AtomicU64,
+    /// When it opened, and the stream's keepalive interval if it has one.
+    opened: Instant,
+    keepalive: Option<Duration>,
 }
 
-impl<S> Shared<S> {
+impl<S: SecureStream> Shared<S> {
     pub fn new(stream: S) -> Arc<Self> {
+        let keepalive = stream.keepalive();
         Arc::new(Shared {
+            opened: Instant::now(),
+            keepalive,
             slot: Mutex::new(Slot {
                 stream: Some(stream),
                 read_waker: None,
@@ -34,16 +43,22 @@ impl<S> Shared<S> {
             written: AtomicU64::new(0),
         })
     }
+}
 
+impl<S> Shared<S> {
     fn lock(&self) -> MutexGuard<'_, Slot<S>> {
         // A panic while polling leaves the stream in an unknown state; closing is all that
         // is left to do with it, and that still works.
         self.slot.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether bytes went both ways: the remote has certainly been using this connection.
+    /// Whether messages went both ways, so the remote has certainly been using this
+    /// connection. JS counts its encrypted messages, keepalives included; a stream with
+    /// keepalives has sent and received one by the time an interval has passed.
     pub fn is_established(&self) -> bool {
-        self.read.load(Ordering::Relaxed) > 0 && self.written.load(Ordering::Relaxed) > 0
+        let bytes =
+            self.read.load(Ordering::Relaxed) > 0 && self.written.load(Ordering::Relaxed) > 0;
+        bytes || self.keepalive.is_some_and(|k| self.opened.elapsed() >= k)
     }
 
     pub fn with_stream<R>(&self, f: impl FnOnce(&S) -> R) -> Option<R> {
@@ -121,6 +136,18 @@ impl<S> Connection<S> {
     /// Runs `f` on the underlying stream, if still open (to reach its own methods).
     pub fn with_stream<R>(&self, f: impl FnOnce(&S) -> R) -> Option<R> {
         self.shared.with_stream(f)
+    }
+}
+
+impl<S: SecureStream> Connection<S> {
+    /// Resolves once the connection has closed underneath (after a clean close on both
+    /// sides, a reset, or the swarm closing it). Wait for it after `shutdown()` so what was
+    /// written is delivered before dropping.
+    pub fn closed(&self) -> Closed {
+        match self.shared.with_stream(|s| s.closed()) {
+            Some(closed) => closed,
+            None => Box::pin(std::future::ready(())),
+        }
     }
 }
 

@@ -3,16 +3,21 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::config::{SwarmConfig, SwarmError, SwarmOptions, PUBLIC_BOOTSTRAP};
 use super::handle::Swarm;
 use super::network::{Closed, Listener, Network, NetworkError, PeerSink, Refuse, SecureStream};
-use crate::dht::{Connection, FirewallFn, HyperDht, KeyPair, Server};
+use crate::dht::{Connection, FirewallFn, HyperDht, KeyPair, Server, KEEPALIVE};
 use crate::rpc::{NodeConfig, NodeId};
 
 impl SecureStream for Connection {
     fn remote_public_key(&self) -> [u8; 32] {
         Connection::remote_public_key(self)
+    }
+
+    fn keepalive(&self) -> Option<Duration> {
+        Some(KEEPALIVE)
     }
 
     fn closed(&self) -> Closed {

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -30,6 +31,12 @@ pub trait SecureStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// Resolves once the connection has closed underneath, whoever closed it; the swarm
     /// then stops counting it even while the application still holds it.
     fn closed(&self) -> Closed;
+
+    /// How often the stream sends keepalives when idle, if it does. It tells the swarm
+    /// that an older connection has carried messages both ways, as JS's byte counts do.
+    fn keepalive(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// A running server: hands out connections dialled to our key pair. Dropping it stops

@@ -62,11 +62,18 @@ struct Slot {
     /// When set, the first packet from anywhere connects the stream to its source, with this
     /// remote id (libudx's firewall hook accepting the packet).
     accept: Option<u32>,
+    /// Packets from here never connect the stream by `accept`/`first_seen` (a blind
+    /// relay's address: its packets are for the relayed path, which is connected
+    /// explicitly once the pairing answers).
+    accept_except: Option<SocketAddr>,
     /// Where the first packet of a stream without a socket and without `accept` came from,
     /// so a later [`UdxStream::accept_first`] can connect there at once.
     first_seen: Option<(UdxSocket, SocketAddr)>,
     reader: Option<Waker>,
     writer: Option<Waker>,
+    /// A relaying stream (blind relay): its packets are not processed but forwarded as they
+    /// are to this stream of the instance, under that stream's remote id.
+    relay_to: Option<u32>,
     /// Woken when the stream gets a socket or closes.
     watchers: Vec<Waker>,
     messages: VecDeque<Vec<u8>>,
@@ -152,7 +159,24 @@ impl Udx {
         addr: SocketAddr,
         unrouted: mpsc::Sender<Datagram>,
     ) -> io::Result<UdxSocket> {
-        let udp = Arc::new(UdpSocket::bind(addr).await?);
+        let udp = UdpSocket::bind(addr).await?;
+        self.start(udp, unrouted)
+    }
+
+    /// [`Udx::bind`] without waiting, for callers that cannot await (a request handler
+    /// opening a holepunch socket). Must run inside a tokio runtime.
+    pub fn bind_now(
+        &self,
+        addr: SocketAddr,
+        unrouted: mpsc::Sender<Datagram>,
+    ) -> io::Result<UdxSocket> {
+        let std = std::net::UdpSocket::bind(addr)?;
+        std.set_nonblocking(true)?;
+        self.start(UdpSocket::from_std(std)?, unrouted)
+    }
+
+    fn start(&self, udp: UdpSocket, unrouted: mpsc::Sender<Datagram>) -> io::Result<UdxSocket> {
+        let udp = Arc::new(udp);
         let local_addr = udp.local_addr()?;
         static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
@@ -219,7 +243,9 @@ impl Slot {
             stream,
             socket: None,
             accept: None,
+            accept_except: None,
             first_seen: None,
+            relay_to: None,
             reader: None,
             writer: None,
             watchers: Vec::new(),
@@ -290,6 +316,12 @@ impl UdxSocket {
     /// Sends a raw datagram on the socket (dht-rpc messages, holepunch probes).
     pub async fn send_to(&self, payload: &[u8], to: SocketAddr) -> io::Result<usize> {
         self.inner.udp.send_to(payload, to).await
+    }
+
+    /// Sends a raw datagram if the socket can take it now (handlers that cannot await);
+    /// a full socket buffer drops it, like any lost datagram.
+    pub fn try_send_to(&self, payload: &[u8], to: SocketAddr) -> io::Result<usize> {
+        self.inner.udp.try_send_to(payload, to)
     }
 
     /// Sends a raw datagram with a one-off IP TTL (holepunching opens the local NAT mapping
@@ -431,7 +463,7 @@ fn route(me: &Me<'_>, state: &mut State, now: Instant, bytes: &[u8], from: Socke
         // A stream destroyed before it ever had a socket is only waiting for its handle to
         // go; its packets are nobody's.
         if let Some(slot) = slot.filter(|s| s.stream.is_closed().is_none() || s.socket.is_some()) {
-            if slot.socket.is_none() {
+            if slot.socket.is_none() && slot.accept_except != Some(from) {
                 if let Some(inner) = me.socket.upgrade() {
                     let here = UdxSocket {
                         udx: Udx {
@@ -453,6 +485,14 @@ fn route(me: &Me<'_>, state: &mut State, now: Instant, bytes: &[u8], from: Socke
                     }
                 }
             }
+            if let Some(dest) = slot.relay_to {
+                if bytes[2] & packet::DESTROY != 0 {
+                    slot.stream.destroy();
+                    slot.wake_all();
+                }
+                forward(state, dest, bytes);
+                return;
+            }
             slot.stream.handle_datagram(now, bytes);
             if !bound_to(slot, my_id) {
                 slot.poke();
@@ -466,6 +506,29 @@ fn route(me: &Me<'_>, state: &mut State, now: Instant, bytes: &[u8], from: Socke
     };
     if unrouted.try_send(d).is_err() {
         state.unrouted_dropped += 1;
+    }
+}
+
+/// Sends a relayed packet on to stream `dest`: same bytes, with the id rewritten to the id
+/// its peer knows it by. Dropped while `dest` has no path yet (the sender retransmits).
+fn forward(state: &mut State, dest: u32, bytes: &[u8]) {
+    let Some(d) = state.streams.get_mut(&dest) else {
+        return;
+    };
+    let (Some(socket), Some(remote_id), Some(addr)) = (
+        d.socket.as_ref(),
+        d.stream.remote_id(),
+        d.stream.remote_addr(),
+    ) else {
+        return;
+    };
+    let mut out = bytes.to_vec();
+    out[4..8].copy_from_slice(&remote_id.to_le_bytes());
+    // A full socket buffer loses the packet, as the network could.
+    let _ = socket.try_send_to(&out, addr);
+    if bytes[2] & packet::DESTROY != 0 {
+        d.stream.destroy();
+        d.wake_all();
     }
 }
 
@@ -571,6 +634,39 @@ impl StreamWatch {
         .await
     }
 
+    /// The stream's id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// See [`UdxStream::relay_to`].
+    pub fn relay_to(&self, dest: &StreamWatch) -> io::Result<()> {
+        if !Arc::ptr_eq(&self.inner, &dest.inner) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "relay target belongs to another instance",
+            ));
+        }
+        let dest = dest.id;
+        self.with(|slot| slot.relay_to = Some(dest))
+    }
+
+    /// Waits until the stream has a path (connected or accepted) or has closed.
+    pub async fn closed_or_connected(&self) {
+        poll_fn(|cx| {
+            let r = self.with(|slot| {
+                if slot.socket.is_some() || slot.stream.is_closed().is_some() {
+                    Poll::Ready(())
+                } else {
+                    slot.watchers.push(cx.waker().clone());
+                    Poll::Pending
+                }
+            });
+            r.unwrap_or(Poll::Ready(()))
+        })
+        .await
+    }
+
     /// Writes all of `data` if nothing else is waiting to be sent, without blocking; returns
     /// whether it did. For keepalives, which only matter on an idle stream and must never be
     /// split.
@@ -655,6 +751,19 @@ impl UdxStream {
                 None => slot.accept = Some(remote_id),
             }
         })
+    }
+
+    /// Makes this stream a relay to `dest` (another stream of the same instance): packets
+    /// that arrive for this stream are forwarded untouched to `dest`'s peer, under the id that
+    /// peer knows `dest` by. Set it both ways to join two peers (a blind relay).
+    pub fn relay_to(&self, dest: &StreamWatch) -> io::Result<()> {
+        self.watch().relay_to(dest)
+    }
+
+    /// Packets from `addr` will not connect this stream through
+    /// [`UdxStream::accept_first`] (JS's firewall hook ignoring the relay's traffic).
+    pub fn accept_except(&self, addr: SocketAddr) -> io::Result<()> {
+        self.with(|slot| slot.accept_except = Some(addr))
     }
 
     /// Writes all of `data` if nothing else is waiting to be sent (see

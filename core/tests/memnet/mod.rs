@@ -21,21 +21,24 @@ pub struct MemStream {
     remote: [u8; 32],
     /// Set when either end is dropped: the pipe is then closed for both.
     gone: Arc<watch::Sender<bool>>,
+    keepalive: Option<Duration>,
 }
 
 impl MemStream {
-    fn pair(a: [u8; 32], b: [u8; 32]) -> (MemStream, MemStream) {
+    fn pair(a: [u8; 32], b: [u8; 32], keepalive: Option<Duration>) -> (MemStream, MemStream) {
         let (x, y) = tokio::io::duplex(64 * 1024);
         let gone = Arc::new(watch::channel(false).0);
         let at_a = MemStream {
             io: x,
             remote: b,
             gone: gone.clone(),
+            keepalive,
         };
         let at_b = MemStream {
             io: y,
             remote: a,
             gone,
+            keepalive,
         };
         (at_a, at_b)
     }
@@ -50,6 +53,10 @@ impl Drop for MemStream {
 impl SecureStream for MemStream {
     fn remote_public_key(&self) -> [u8; 32] {
         self.remote
+    }
+
+    fn keepalive(&self) -> Option<Duration> {
+        self.keepalive
     }
 
     fn closed(&self) -> Closed {
@@ -111,6 +118,8 @@ struct Hub {
 pub struct MemNet {
     hub: Arc<Mutex<Hub>>,
     latency: Duration,
+    /// What the streams report as their keepalive interval.
+    pub keepalive: Option<Duration>,
 }
 
 impl MemNet {
@@ -118,6 +127,7 @@ impl MemNet {
         MemNet {
             hub: Arc::default(),
             latency,
+            keepalive: None,
         }
     }
 
@@ -192,7 +202,7 @@ impl Network for MemNet {
         if refuse(&me) {
             return Err(NetworkError::Refused);
         }
-        let (ours, theirs) = MemStream::pair(me, remote);
+        let (ours, theirs) = MemStream::pair(me, remote, self.keepalive);
         tx.send(theirs).map_err(|_| NetworkError::Unreachable)?;
         Ok(ours)
     }

@@ -10,6 +10,8 @@
 //! mutable/immutable storage written by one implementation and read by the other.
 
 mod bench;
+mod bench_connect;
+mod conn;
 mod records;
 mod relay;
 mod swarm;
@@ -130,11 +132,46 @@ pub static ALL: &[Scenario] = &[
         run: relay::js_through_rs,
     },
     Scenario {
-        name: "handshake-both-ways",
-        description: "mixed network: a Rust client completes the Noise IK handshake with a JS server through relays, and a JS client's handshake reaches a Rust server, which decrypts it and answers",
-        timeout: Duration::from_secs(120),
+        name: "conn-rs-client-js-server",
+        description: "mixed network: a Rust client connects to a JS server, 16 MiB each way through its echo, SHA-256 equal, clean close on both ends",
+        timeout: Duration::from_secs(180),
         needs_cli: true,
-        run: relay::handshake_both_ways,
+        run: conn::rs_client_js_server,
+    },
+    Scenario {
+        name: "conn-js-client-rs-server",
+        description: "mixed network: a JS client connects to a Rust server, 16 MiB each way through its echo, equal, clean close on both ends",
+        timeout: Duration::from_secs(180),
+        needs_cli: true,
+        run: conn::js_client_rs_server,
+    },
+    Scenario {
+        name: "conn-wrong-key",
+        description: "Rust and JS clients dialling a key nobody serves fail with a typed error within JS's timeout and never get a stream",
+        timeout: Duration::from_secs(180),
+        needs_cli: true,
+        run: conn::wrong_key,
+    },
+    Scenario {
+        name: "conn-firewall-reject",
+        description: "a Rust server's firewall refuses a JS client's key (another JS client still connects), and a JS server's refuses a Rust client's",
+        timeout: Duration::from_secs(240),
+        needs_cli: true,
+        run: conn::firewall_reject,
+    },
+    Scenario {
+        name: "conn-holepunch",
+        description: "both ends firewalled, no LAN shortcut: a JS client holepunches to a Rust server and a Rust client to a JS server (1 MiB echoed each)",
+        timeout: Duration::from_secs(180),
+        needs_cli: true,
+        run: conn::holepunch,
+    },
+    Scenario {
+        name: "conn-many",
+        description: "50 concurrent connections JS -> Rust server and 50 Rust -> JS server, each echoing 64 KiB",
+        timeout: Duration::from_secs(240),
+        needs_cli: true,
+        run: conn::many,
     },
     Scenario {
         name: "udx-echo-js-rs",
@@ -178,6 +215,13 @@ pub static ALL: &[Scenario] = &[
         needs_cli: true,
         run: swarm::mixed_10,
     },
+    Scenario {
+        name: "swarm-dup-8",
+        description: "4 JS + 4 Rust swarm peers that joinPeer each other and start at once: simultaneous dials resolve to one connection per pair, the same on both ends",
+        timeout: Duration::from_secs(200),
+        needs_cli: true,
+        run: swarm::dup_8,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Scenario> {
@@ -192,6 +236,13 @@ pub static BENCHES: &[Scenario] = &[Scenario {
     timeout: Duration::from_secs(1800),
     needs_cli: true,
     run: bench::udx,
+}, Scenario {
+    name: "bench-connect",
+    description:
+        "connections: connect -> first echoed byte over 50 serial connects, and one connection's throughput (BENCH_MIB, default 512), JS and Rust in every pairing",
+    timeout: Duration::from_secs(1800),
+    needs_cli: true,
+    run: bench_connect::connect,
 }];
 
 /// Kademlia bucket size: finds return at most this many closest nodes.

@@ -33,15 +33,18 @@ fn start_peer(
     op: &str,
     mode: Option<&str>,
     boot: &str,
+    greet: bool,
 ) -> Result<Peer, String> {
     let label = format!("{}-{op}-{i}", if js { "js" } else { "rs" });
     let s = seed(i);
     let mut proc = if js {
-        let mut args = strings(&[op, TOPIC, "--bootstrap", boot, "--seed", &s, "--greet"]);
+        let mut args = strings(&[op, TOPIC, "--bootstrap", boot, "--seed", &s]);
+        args.extend(greet.then(|| "--greet".to_string()));
         args.extend(mode.map(str::to_string));
         ctx.js(&label, "js-swarm.js", &args)?
     } else {
-        let mut args = strings(&[op, "--json", "--greet", "--bootstrap", boot, "--seed", &s]);
+        let mut args = strings(&[op, "--json", "--bootstrap", boot, "--seed", &s]);
+        args.extend(greet.then(|| "--greet".to_string()));
         args.extend(mode.map(str::to_string));
         args.push(TOPIC.to_string());
         ctx.rs(&label, &args)?
@@ -82,8 +85,8 @@ fn greeted(events: &[Value]) -> BTreeSet<u64> {
 }
 
 /// What is still wrong with the pairwise picture; empty when every pair has exactly one
-/// live connection on both ends, greeted through.
-fn pair_problems(peers: &[Peer]) -> Vec<String> {
+/// live connection on both ends (greeted through, if `greeted`).
+fn pair_problems(peers: &[Peer], greeted_through: bool) -> Vec<String> {
     let mut problems = Vec::new();
     for a in peers {
         let open = live(a.proc.events());
@@ -101,7 +104,7 @@ fn pair_problems(peers: &[Peer]) -> Vec<String> {
                     b.label
                 )),
                 Some(ids) => {
-                    if !ids.iter().all(|id| hellos.contains(id)) {
+                    if greeted_through && !ids.iter().all(|id| hellos.contains(id)) {
                         problems.push(format!("{} not greeted by {}", a.label, b.label));
                     }
                 }
@@ -117,13 +120,13 @@ fn pair_problems(peers: &[Peer]) -> Vec<String> {
 }
 
 /// Waits until every pair is connected exactly once, and stays so for [`STABLE`].
-fn await_pairs(peers: &mut [Peer], deadline: Instant) -> Result<(), String> {
+fn await_pairs(peers: &mut [Peer], greeted: bool, deadline: Instant) -> Result<(), String> {
     let mut settled_since: Option<Instant> = None;
     loop {
         for p in peers.iter_mut() {
             p.proc.drain()?;
         }
-        let problems = pair_problems(peers);
+        let problems = pair_problems(peers, greeted);
         let now = Instant::now();
         if problems.is_empty() {
             let since = *settled_since.get_or_insert(now);
@@ -151,12 +154,12 @@ fn await_pairs(peers: &mut [Peer], deadline: Instant) -> Result<(), String> {
 fn server_client(ctx: &mut Ctx, js_server: bool) -> Result<(), String> {
     let net = start_js_testnet(ctx, "js-testnet", 10, None)?;
     let boot = net.bootstrap.join(",");
-    let mut server = start_peer(ctx, js_server, 1, "join", Some("--server"), &boot)?;
+    let mut server = start_peer(ctx, js_server, 1, "join", Some("--server"), &boot, true)?;
     server
         .proc
         .wait_event("flushed", ctx.within(Duration::from_secs(60)))?;
     ctx.say(&format!("{} announced", server.label));
-    let mut client = start_peer(ctx, !js_server, 2, "join", Some("--client"), &boot)?;
+    let mut client = start_peer(ctx, !js_server, 2, "join", Some("--client"), &boot, true)?;
 
     let c = client
         .proc
@@ -204,14 +207,99 @@ pub fn mixed_10(ctx: &mut Ctx) -> Result<(), String> {
     // One after the other, each once the previous has announced: peers announcing at the
     // same moment miss each other until the next refresh (10+ minutes), in JS too.
     for i in 0..10 {
-        let mut p = start_peer(ctx, i % 2 == 0, i, "chat", None, &boot)?;
+        let mut p = start_peer(ctx, i % 2 == 0, i, "chat", None, &boot, true)?;
         p.proc
             .wait_event("flushed", ctx.within(Duration::from_secs(60)))?;
         peers.push(p);
     }
     ctx.say("10 peers joined; waiting for one connection per pair (45 pairs)");
-    await_pairs(&mut peers, ctx.within(Duration::from_secs(150)))?;
+    await_pairs(&mut peers, true, ctx.within(Duration::from_secs(150)))?;
     ctx.say("every pair has exactly one connection, greeted through on both ends");
+    stop_all(peers.iter_mut().map(|p| &mut p.proc))?;
+    let mut net = net;
+    net.proc.request_stop();
+    Ok(())
+}
+
+/// `swarm-dup-8`: 4 JS + 4 Rust peers announce on a topic without looking it up; once all
+/// have, each is told (`/peer` on stdin, all within milliseconds) to connect to every
+/// other, so most pairs dial each other at the same moment: the duplicate rule must leave
+/// both ends of every pair holding the same one connection, chosen at the first try, and
+/// the survivors carry each peer's greeting.
+pub fn dup_8(ctx: &mut Ctx) -> Result<(), String> {
+    let net = start_js_testnet(ctx, "js-testnet", 10, None)?;
+    let boot = net.bootstrap.join(",");
+    let mut peers = Vec::new();
+    for i in 0..8 {
+        let mut p = start_peer(ctx, i % 2 == 0, i, "chat", Some("--server"), &boot, false)?;
+        p.proc
+            .wait_event("flushed", ctx.within(Duration::from_secs(60)))?;
+        peers.push(p);
+    }
+    let keys: Vec<String> = peers.iter().map(|p| p.key.clone()).collect();
+    for p in peers.iter_mut() {
+        let others: Vec<&str> = keys
+            .iter()
+            .filter(|k| **k != p.key)
+            .map(String::as_str)
+            .collect();
+        p.proc.send_line(&format!("/peer {}", others.join(",")))?;
+    }
+    ctx.say("8 peers dialling each other; waiting for one connection per pair (28 pairs)");
+    // No data moves yet: a connection that carried bytes both ways may legitimately be
+    // replaced by a late duplicate (the peer is presumed to be reconnecting), which would
+    // blur what this checks.
+    await_pairs(&mut peers, false, ctx.within(Duration::from_secs(120)))?;
+    // Both implementations must pick the same survivor at once. Had they disagreed, both
+    // ends would lose a connection and only retries would pair them up again; the peer
+    // with the larger key (whose dial wins) would then see its first connection close.
+    let mut disagreements = Vec::new();
+    for a in &peers {
+        for b in &peers {
+            // Same-length lowercase hex orders like the bytes.
+            if a.key <= b.key {
+                continue;
+            }
+            let seen = |name: &str| {
+                a.proc
+                    .events()
+                    .iter()
+                    .filter(|e| is_event(e, name) && e["remote_public_key"] == b.key.as_str())
+                    .count()
+            };
+            if seen("connection") != 1 || seen("closed") != 0 {
+                disagreements.push(format!(
+                    "{} (larger key) opened {} and closed {} connections with {}",
+                    a.label,
+                    seen("connection"),
+                    seen("closed"),
+                    b.label
+                ));
+            }
+        }
+    }
+    if !disagreements.is_empty() {
+        return Err(disagreements.join("; "));
+    }
+    // Now each greets everyone through the survivors.
+    for p in peers.iter_mut() {
+        let line = format!("hello {}", p.key);
+        p.proc.send_line(&line)?;
+    }
+    await_pairs(&mut peers, true, ctx.within(Duration::from_secs(30)))?;
+    let closed: usize = peers
+        .iter()
+        .map(|p| {
+            p.proc
+                .events()
+                .iter()
+                .filter(|e| is_event(e, "closed"))
+                .count()
+        })
+        .sum();
+    ctx.say(&format!(
+        "every pair kept one connection at the first try; {closed} duplicate ends were closed"
+    ));
     stop_all(peers.iter_mut().map(|p| &mut p.proc))?;
     let mut net = net;
     net.proc.request_stop();
