@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use clap::Args;
-use hyperswarm::dht::{ConnectOptions, Connection, HyperDht, KeyPair};
+use hyperswarm::dht::{ConnectOptions, Connection, HyperDht, KeyPair, ListenOptions};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,6 +28,25 @@ pub struct ListenArgs {
     /// must holepunch.
     #[arg(long)]
     firewalled: bool,
+    /// Pair every client that cannot connect at once through this blind relay (its public
+    /// key, 64 hex characters).
+    #[arg(long)]
+    relay_through: Option<String>,
+    /// Offer no holepunching.
+    #[arg(long)]
+    no_holepunch: bool,
+}
+
+#[derive(Args)]
+pub struct RelayArgs {
+    /// Print one JSON object per line; also exit when stdin closes.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    bootstrap: BootstrapArg,
+    /// The relay key pair's seed (64 hex characters); random if absent.
+    #[arg(long)]
+    seed: Option<String>,
 }
 
 #[derive(Args)]
@@ -57,6 +76,13 @@ pub struct ConnectArgs {
     /// No LAN shortcut: reach the server only through the DHT paths and holepunching.
     #[arg(long)]
     no_lan: bool,
+    /// Do not holepunch.
+    #[arg(long)]
+    no_holepunch: bool,
+    /// Pair through this blind relay (its public key, 64 hex characters) alongside the
+    /// other paths.
+    #[arg(long)]
+    relay_through: Option<String>,
 }
 
 fn key32(s: &str, what: &str) -> Result<[u8; 32], String> {
@@ -98,8 +124,18 @@ pub async fn listen(args: ListenArgs) -> Result<(), String> {
             std::sync::Arc::new(move |key, _, _| *key != bad);
         f
     });
+    let relay_through = args
+        .relay_through
+        .as_deref()
+        .map(|k| key32(k, "--relay-through"))
+        .transpose()?;
+    let opts = ListenOptions {
+        firewall,
+        relay_through,
+        holepunch: !args.no_holepunch,
+    };
     let mut server = dht
-        .listen(&kp, firewall)
+        .listen_with(&kp, opts)
         .await
         .map_err(|e| format!("listen: {e}"))?;
     let pk = hex::encode(server.public_key());
@@ -117,7 +153,7 @@ pub async fn listen(args: ListenArgs) -> Result<(), String> {
                 let Some(conn) = conn else { break };
                 let key = hex::encode(conn.remote_public_key());
                 out.emit(
-                    json!({"event": "connection", "remote_public_key": key}),
+                    json!({"event": "connection", "remote_public_key": key, "relayed": conn.is_relayed()}),
                     || format!("connection from {key}"),
                 );
                 tokio::spawn(echo(conn, out.json));
@@ -126,6 +162,35 @@ pub async fn listen(args: ListenArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+pub async fn relay(args: RelayArgs) -> Result<(), String> {
+    let out = Out { json: args.json };
+    let kp = key_pair(&args.seed)?;
+    let dht = start(&args.bootstrap, false).await?;
+    let relay = dht
+        .serve_relay(&kp)
+        .await
+        .map_err(|e| format!("relay: {e}"))?;
+    let pk = hex::encode(relay.public_key());
+    out.emit(json!({"event": "listening", "public_key": pk}), || {
+        format!("blind relay on {pk}")
+    });
+    let mut pairings = relay.pairings();
+    let exit = wait_for_exit(args.json);
+    tokio::pin!(exit);
+    loop {
+        tokio::select! {
+            r = pairings.changed() => {
+                if r.is_err() {
+                    return Ok(());
+                }
+                let n = *pairings.borrow_and_update();
+                out.emit(json!({"event": "paired", "pairings": n}), || format!("pairing #{n}"));
+            }
+            r = &mut exit => return r,
+        }
+    }
 }
 
 /// Echoes everything until the peer ends, then ends and waits for the clean close.
@@ -161,9 +226,15 @@ pub async fn connect(args: ConnectArgs) -> Result<(), String> {
     let server_key = key32(&args.key, "KEY")?;
     let kp = key_pair(&args.seed)?;
     let dht = start(&args.bootstrap, args.firewalled).await?;
+    let relay_through = args
+        .relay_through
+        .as_deref()
+        .map(|k| key32(k, "--relay-through"))
+        .transpose()?;
     let opts = ConnectOptions {
         local_connection: !args.no_lan,
-        ..ConnectOptions::default()
+        holepunch: !args.no_holepunch,
+        relay_through,
     };
     let mut tasks = tokio::task::JoinSet::new();
     let mut failed = None;
@@ -197,7 +268,7 @@ fn report(
             out.emit(
                 json!({"event": "echoed", "index": i, "bytes": e.bytes, "equal": e.equal,
                        "connect_ms": e.connect_ms, "first_byte_ms": e.first_byte_ms,
-                       "mib_per_s": e.mib_per_s, "remote_address": e.remote_address,
+                       "mib_per_s": e.mib_per_s, "remote_address": e.remote_address, "relayed": e.relayed,
                        "remote_public_key": hex::encode(server_key), "close": e.close}),
                 || {
                     format!(
@@ -222,6 +293,7 @@ fn report(
 }
 
 struct Echoed {
+    relayed: bool,
     first_byte_ms: Option<f64>,
     remote_address: Option<String>,
     bytes: u64,
@@ -247,6 +319,7 @@ async fn one(
         .map_err(|e| format!("connect: {e}"))?;
     let connect_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let remote_address = conn.remote_addr().map(|a| a.to_string());
+    let relayed = conn.is_relayed();
     let t1 = Instant::now();
     let (mut r, mut w) = tokio::io::split(conn);
     let writer = tokio::spawn(async move {
@@ -293,6 +366,7 @@ async fn one(
     let conn = r.unsplit(w);
     let close = format!("{:?}", conn.closed().await);
     Ok(Echoed {
+        relayed,
         first_byte_ms,
         remote_address,
         bytes: total,

@@ -50,6 +50,8 @@ enum Command {
     Join(swarm::JoinArgs),
     /// Join a topic and send each line of stdin to every peer.
     Chat(swarm::ChatArgs),
+    /// Run a blind relay: joins peers that name its key and cannot reach each other.
+    Relay(connect::RelayArgs),
     /// Raw UDX streams (interop and throughput checks).
     #[command(subcommand)]
     Udx(udx::UdxCommand),
@@ -87,6 +89,7 @@ fn main() -> std::process::ExitCode {
             Command::Connect(a) => connect::connect(a).await,
             Command::Join(a) => swarm::join(a).await,
             Command::Chat(a) => swarm::chat(a).await,
+            Command::Relay(a) => connect::relay(a).await,
             Command::Udx(c) => udx::run(c).await,
             Command::Demo(a) => demo::run(a).await,
         }

@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::connection::Connection;
@@ -49,12 +49,19 @@ impl HyperDht {
         let public_key = server.public_key();
         let dht = self.clone();
         let pending: Pending = Arc::default();
+        let (paired_tx, paired) = watch::channel(0u64);
+        let paired_tx = Arc::new(paired_tx);
         let task = tokio::spawn(async move {
             while let Some(conn) = server.accept().await {
-                tokio::spawn(relay_session(dht.clone(), conn, pending.clone()));
+                let session = relay_session(dht.clone(), conn, pending.clone(), paired_tx.clone());
+                tokio::spawn(session);
             }
         });
-        Ok(BlindRelay { public_key, task })
+        Ok(BlindRelay {
+            public_key,
+            task,
+            paired,
+        })
     }
 }
 
@@ -63,12 +70,18 @@ impl HyperDht {
 pub struct BlindRelay {
     public_key: [u8; 32],
     task: JoinHandle<()>,
+    paired: watch::Receiver<u64>,
 }
 
 impl BlindRelay {
     /// The key peers name in `relay_through`.
     pub fn public_key(&self) -> [u8; 32] {
         self.public_key
+    }
+
+    /// Pairings completed so far, as a watch that sees each new one.
+    pub fn pairings(&self) -> watch::Receiver<u64> {
+        self.paired.clone()
     }
 }
 
@@ -91,7 +104,12 @@ struct Half {
 type Pending = Arc<Mutex<HashMap<[u8; 32], Half>>>;
 
 /// Serves one peer's connection to the relay: the `blind-relay` channel and its pairings.
-async fn relay_session(dht: HyperDht, mut conn: Connection, pending: Pending) {
+async fn relay_session(
+    dht: HyperDht,
+    mut conn: Connection,
+    pending: Pending,
+    paired: Arc<watch::Sender<u64>>,
+) {
     let mut mux = Mux::new();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
     // The relay-side streams of this session's pairings: they live as long as the session.
@@ -116,8 +134,11 @@ async fn relay_session(dht: HyperDht, mut conn: Connection, pending: Pending) {
         };
         for event in events {
             match event {
-                MuxEvent::Unclaimed { protocol, id } if protocol == PROTOCOL && id.is_none() => {
-                    let (local, open, _) = mux.open(PROTOCOL, None, &[]);
+                // JS peers name the channel after their own public key; any id will do.
+                MuxEvent::Unclaimed { protocol, id }
+                    if protocol == PROTOCOL && channel.is_none() =>
+                {
+                    let (local, open, _) = mux.open(PROTOCOL, id.as_deref(), &[]);
                     channel = Some(local);
                     if conn.write_message(&open).await.is_err() {
                         return;
@@ -163,6 +184,7 @@ async fn relay_session(dht: HyperDht, mut conn: Connection, pending: Pending) {
                                 PAIR,
                                 &theirs.encode(),
                             ));
+                            paired.send_modify(|n| *n += 1);
                             let answer = protomux::message(local_id, PAIR, &ours.encode());
                             if conn.write_message(&answer).await.is_err() {
                                 return;
@@ -238,7 +260,8 @@ pub(crate) async fn pair_through(
                 .map_err(|_| DhtError::RelayFailed)?;
         }
         let mut mux = Mux::new();
-        let (local, open, _) = mux.open(PROTOCOL, None, &[]);
+        // As JS's blind-relay client: the channel id is our key on the relay connection.
+        let (local, open, _) = mux.open(PROTOCOL, Some(&key_pair.public_key()), &[]);
         conn.write_message(&open).await.map_err(failed)?;
         let mut sent = false;
         loop {

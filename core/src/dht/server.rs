@@ -40,7 +40,9 @@ pub struct ListenOptions {
     /// A blind relay to pair every relayed client through (hyperdht's server
     /// `relayThrough`); it wins over a client's own choice.
     pub relay_through: Option<[u8; 32]>,
-    /// Offer holepunching to clients that cannot reach us directly.
+    /// Holepunch with clients that cannot reach us directly. When false, holepunching is
+    /// still offered (as JS does, so clients do not try a direct path) but refused when the
+    /// client asks to punch.
     pub holepunch: bool,
 }
 
@@ -104,7 +106,7 @@ impl LocalServer {
         let public = self.dht.remote_address();
         let node: &Node = self.dht.node();
         let punch_id = self.next_punch;
-        let can_punch = self.holepunch && self.punches.len() < MAX_PUNCHES;
+        let can_punch = self.punches.len() < MAX_PUNCHES;
         let our_relay = self.relay_through.map(|public_key| RelayThrough {
             version: 1,
             flags: 0,
@@ -159,6 +161,7 @@ impl LocalServer {
                     target: self.target,
                     random_punches: self.dht.random_punches().clone(),
                     relays: self.relays.iter().map(|r| r.relay_address).collect(),
+                    allowed: self.holepunch,
                 };
                 if let Ok(p) =
                     ServerPunch::start(setup, &outcome.hash, remote.firewall, stream.watch())

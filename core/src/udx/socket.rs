@@ -25,18 +25,19 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::AbortHandle;
 
+use super::batch::{self, RecvBatch, SendBatch};
 use super::packet;
-use super::stream::{CloseReason, Config, Event, MessageError, Stream, Transmit};
+use super::stream::{CloseReason, Config, Event, MessageError, Stream};
 
-/// Largest datagram we accept (libudx's MTU ceiling is 1500; leave room for odd peers).
-const RECV_BUF: usize = 2048;
-/// Datagrams read per wake-up before the streams are serviced, so ACKs are acted on promptly.
-const RECV_BATCH: usize = 64;
+/// Datagrams read per wake-up before the streams are serviced, so ACKs are acted on promptly
+/// and a stream owes at most one ACK per this many packets. One `recvmmsg` may overshoot it
+/// by what fits its buffers (see [`batch`]).
+const RECV_BATCH: usize = 256;
 /// Datagrams one stream may send per wake-up, so one busy stream cannot starve the receive
 /// side (the task comes straight back when a stream still had more).
 const SEND_BATCH: usize = 64;
@@ -377,18 +378,17 @@ async fn run(
     udp: Arc<UdpSocket>,
     unrouted: mpsc::Sender<Datagram>,
 ) {
-    let mut buf = vec![0u8; RECV_BUF];
-    let mut out: Vec<Transmit> = Vec::new();
+    let mut caps = batch::setup(&*udp);
+    let mut rx = RecvBatch::new();
+    let mut tx = SendBatch::default();
     let mut busy = false;
     loop {
-        let mut received: Option<(usize, SocketAddr)> = None;
         if !busy {
             let deadline = next_deadline(&inst, my_id);
             let Some(sock) = me.upgrade() else { return };
             tokio::select! {
-                // Errors here are ICMP reports (port unreachable) on some platforms; they say
-                // nothing a stream's own timers will not find out.
-                r = udp.recv_from(&mut buf) => received = r.ok(),
+                // Readiness only; the reads below find out what there is.
+                _ = udp.readable() => {}
                 _ = sock.wake.notified() => {}
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }
@@ -398,38 +398,67 @@ async fn run(
         let mut released: Vec<UdxSocket> = Vec::new();
         {
             let mut state = inst.lock();
-            let mut batch = 0;
-            loop {
-                if let Some((n, from)) = received.take() {
-                    let here = Me {
-                        inst: &inst,
-                        socket: &me,
-                        id: my_id,
-                        unrouted: &unrouted,
-                    };
-                    route(&here, &mut state, now, &buf[..n], from);
-                }
-                batch += 1;
-                if batch >= RECV_BATCH {
+            let here = Me {
+                inst: &inst,
+                socket: &me,
+                id: my_id,
+                unrouted: &unrouted,
+            };
+            let mut received = 0;
+            while received < RECV_BATCH {
+                // try_io skips the call when tokio has not seen the socket readable, and
+                // clears readiness on WouldBlock. Other errors are ICMP reports (port
+                // unreachable) on some platforms; a stream's own timers find those out.
+                let r = udp.try_io(Interest::READABLE, || {
+                    batch::recv_batch(&*udp, &mut rx, &caps)
+                });
+                if r.is_err() {
                     break;
                 }
-                match udp.try_recv_from(&mut buf) {
-                    Ok(got) => received = Some(got),
-                    Err(_) => break,
+                received += rx.len().max(1);
+                for (bytes, from) in rx.datagrams() {
+                    route(&here, &mut state, now, bytes, from);
                 }
             }
-            busy = service(&mut state, my_id, now, &mut out, &mut released);
+            busy = service(&mut state, my_id, now, &mut tx, &mut released);
         }
         drop(released);
-        for t in out.drain(..) {
-            // A failed send is a lost packet; the stream retransmits.
-            let _ = udp.send_to(&t.payload, t.dest).await;
-        }
+        flush(&udp, &mut tx, &mut caps).await;
         if busy {
             // Let the application tasks run between bursts.
             tokio::task::yield_now().await;
         }
     }
+}
+
+/// Sends everything `tx` holds, one system call per run of datagrams to one destination,
+/// waiting for the socket to be writable when its buffer is full.
+async fn flush(udp: &UdpSocket, tx: &mut SendBatch, caps: &mut batch::Caps) {
+    let mut i = 0;
+    while i < tx.runs.len() {
+        let run = tx.runs[i];
+        let r = udp.try_io(Interest::WRITABLE, || {
+            batch::send_run(udp, &tx.buf, &run, caps)
+        });
+        match r {
+            Ok(n) if n >= run.count => i += 1,
+            Ok(n) => {
+                // The socket buffer filled part way: the rest waits for writability.
+                let r = &mut tx.runs[i];
+                r.start += n * r.segment;
+                r.len -= n * r.segment;
+                r.count -= n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if udp.writable().await.is_err() {
+                    break;
+                }
+            }
+            // A failed send is a lost packet; the stream retransmits.
+            Err(_) => i += 1,
+        }
+    }
+    tx.clear();
 }
 
 fn bound_to(slot: &Slot, socket: u64) -> bool {
@@ -538,7 +567,7 @@ fn service(
     state: &mut State,
     socket: u64,
     now: Instant,
-    out: &mut Vec<Transmit>,
+    tx: &mut SendBatch,
     released: &mut Vec<UdxSocket>,
 ) -> bool {
     let mut busy = false;
@@ -553,8 +582,9 @@ fn service(
         }
         let mut sent = 0;
         while sent < SEND_BATCH {
-            match s.poll_transmit(now) {
-                Some(t) => out.push(t),
+            let start = tx.buf.len();
+            match s.poll_transmit_into(now, &mut tx.buf) {
+                Some(dest) => tx.commit(start, dest),
                 None => break,
             }
             sent += 1;

@@ -52,6 +52,8 @@ pub(crate) struct ServerPunchSetup {
     pub random_punches: Arc<RandomPunches>,
     /// Our announce relays: only holepunches through them get our token.
     pub relays: Vec<SocketAddr>,
+    /// Whether we punch at all (the application's holepunch hook).
+    pub allowed: bool,
 }
 
 /// The handler's end of one server-side holepunch.
@@ -76,6 +78,7 @@ impl ServerPunch {
             target,
             random_punches,
             relays,
+            allowed,
         } = setup;
         let udx = node.udx().clone();
         let open = !node.state().firewalled;
@@ -93,6 +96,7 @@ impl ServerPunch {
             random_punches,
             guard: None,
             relays,
+            allowed,
         };
         tokio::spawn(session.run(rx, direct, node, stream));
         Ok(ServerPunch { tx, socket })
@@ -128,6 +132,7 @@ struct Session {
     guard: Option<super::RandomPunchGuard>,
     /// Our announce relays: only holepunches through them get our token.
     relays: Vec<SocketAddr>,
+    allowed: bool,
 }
 
 enum Outcome {
@@ -248,6 +253,10 @@ impl Session {
             self.puncher.probe(msg.peer_address, false).await;
         }
         if self.puncher.remote.punching && !self.puncher.punching {
+            if !self.allowed {
+                self.reply(&msg, abort_payload(self.round, errors::ABORTED));
+                return Outcome::Stop;
+            }
             if self.puncher.is_random() && self.guard.is_none() {
                 match self.random_punches.try_start() {
                     Some(g) => self.guard = Some(g),
