@@ -5,6 +5,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{watch, Mutex};
@@ -14,6 +15,9 @@ use crate::runtime::{run, runtime};
 
 /// Largest chunk one [`ConnectionHandle::read`] returns.
 pub const MAX_READ: usize = 64 * 1024;
+
+/// How long [`ConnectionHandle::release`] waits for a clean close.
+pub const LINGER: Duration = Duration::from_secs(10);
 
 /// Any stream a connection handle can wrap (a swarm's connection, a DHT connection).
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -193,6 +197,18 @@ impl ConnectionHandle {
             Ok(())
         })
         .await;
+    }
+
+    /// Closes the connection once the stream underneath has finished closing by itself
+    /// (after both sides ended, the last acknowledgements still have to flow), or after
+    /// [`LINGER`] at the latest. Dropping it at once would reset the peer mid-close.
+    pub fn release(self: &Arc<Self>) {
+        let this = self.clone();
+        runtime().spawn(async move {
+            let mut gone = this.gone.subscribe();
+            let _ = tokio::time::timeout(LINGER, gone.wait_for(|g| *g)).await;
+            this.destroy();
+        });
     }
 
     /// Closes the connection now: reads and writes in flight fail with

@@ -20,7 +20,7 @@ mod keys;
 mod runtime;
 mod swarm;
 
-pub use connection::{ConnectionHandle, Stream, MAX_READ};
+pub use connection::{ConnectionHandle, Stream, LINGER, MAX_READ};
 pub use dht::{DhtHandle, ServerHandle, TestnetHandle};
 pub use error::{Error, ErrorCode, Result};
 pub use hyperswarm::swarm::{PeerInfo, Priority, SwarmStats};

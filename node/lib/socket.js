@@ -64,7 +64,10 @@ class HyperswarmSocket extends Duplex {
   }
 
   _destroy (err, cb) {
-    this._native.destroy()
+    // Both sides ended cleanly: let the stream finish its close (an abrupt drop would
+    // reset the peer). Otherwise close at once.
+    if (!err && this.readableEnded && this.writableFinished) this._native.release()
+    else this._native.destroy()
     cb(err)
   }
 

@@ -463,6 +463,12 @@ impl NativeConnection {
         self.inner.closed().await
     }
 
+    /// Closes once the stream finished closing cleanly (both sides ended).
+    #[napi]
+    pub fn release(&self) {
+        self.inner.release();
+    }
+
     /// Closes now.
     #[napi]
     pub fn destroy(&self) {
