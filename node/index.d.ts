@@ -103,7 +103,6 @@ declare namespace Hyperswarm {
 
   /** A HyperDHT testnet of Rust nodes inside this process (default 3 nodes on 127.0.0.1). */
   function createTestnet (size?: number, opts?: { host?: string }): Promise<Testnet>
-  function keyPair (seed?: Uint8Array): KeyPair
 }
 
 declare class Hyperswarm extends EventEmitter {
@@ -127,6 +126,8 @@ declare class Hyperswarm extends EventEmitter {
   status (topic: Uint8Array): Hyperswarm.PeerDiscovery | null
   topics (): IterableIterator<Hyperswarm.PeerDiscovery>
   flush (): Promise<boolean>
+  /** Leaves every topic; connections stay. */
+  clear (): Promise<Array<PromiseSettledResult<void>>>
   listen (): Promise<void>
   joinPeer (publicKey: Uint8Array): void
   leavePeer (publicKey: Uint8Array): void

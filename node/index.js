@@ -242,6 +242,13 @@ class Hyperswarm extends EventEmitter {
     for (const list of this._discovery.values()) yield * list
   }
 
+  /** Leaves every topic (connections stay). */
+  async clear () {
+    const all = [...this.topics()]
+    this._discovery.clear()
+    return Promise.allSettled(all.map((d) => d.destroy()))
+  }
+
   /** Waits until every topic has been announced / looked up and every peer found tried. */
   async flush () {
     this._check()

@@ -174,3 +174,33 @@ test('suspend closes connections, resume lets them come back', { timeout: 90000 
   const [[sb2]] = await again
   assert.deepStrictEqual(sb2.remotePublicKey, a.keyPair.publicKey)
 })
+
+test('leave unannounces, clear leaves every topic, refresh switches modes', { timeout: 60000 }, async (t) => {
+  const testnet = await createTestnet(3)
+  t.after(() => testnet.destroy())
+  const a = new Hyperswarm({ bootstrap: testnet.bootstrap })
+  const b = new Hyperswarm({ bootstrap: testnet.bootstrap })
+  t.after(() => Promise.all([a.destroy(), b.destroy()]))
+  const key = topic()
+  const d = a.join(key, { server: true, client: false })
+  assert.strictEqual(await d.flushed(), true)
+  assert.strictEqual(a.status(key), d)
+  await a.leave(key)
+  assert.strictEqual(a.status(key), null)
+  assert.strictEqual(d.destroyed, true)
+  // The announcement is gone: a client finds nobody to dial.
+  b.join(key, { server: false, client: true })
+  await b.flush()
+  assert.strictEqual(b.stats.connects.client.attempted, 0)
+  assert.strictEqual(b.connections.size, 0)
+
+  const d1 = a.join(topic(), { server: false, client: true })
+  const d2 = a.join(topic(), { server: true, client: false })
+  assert.strictEqual(await d2.refresh({ client: true }), true)
+  assert.strictEqual(d2.isClient, true)
+  assert.strictEqual(d2.isServer, true)
+  assert.strictEqual([...a.topics()].length, 2)
+  await a.clear()
+  assert.strictEqual([...a.topics()].length, 0)
+  assert.strictEqual(d1.destroyed && d2.destroyed, true)
+})
