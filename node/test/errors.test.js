@@ -54,3 +54,35 @@ test('calls on a destroyed swarm reject or throw ERR_DESTROYED', { timeout: 3000
   await assert.rejects(d.refresh(), { code: 'ERR_SESSION_DESTROYED' })
   await d.destroy()
 })
+
+test('misusing sockets and the native layer throws or rejects, never aborts', { timeout: 60000 }, async (t) => {
+  const testnet = await createTestnet(3)
+  t.after(() => testnet.destroy())
+  const a = new Hyperswarm({ bootstrap: testnet.bootstrap })
+  const b = new Hyperswarm({ bootstrap: testnet.bootstrap })
+  t.after(() => Promise.all([a.destroy(), b.destroy()]))
+  const key = topic()
+  const got = new Promise((resolve) => b.once('connection', resolve))
+  await a.join(key, { server: true, client: false }).flushed()
+  b.join(key, { server: false, client: true })
+  const socket = await got
+  const native = socket._native
+
+  // Wrong types straight into the addon: JS exceptions, not crashes.
+  assert.throws(() => a._native.joinPeer('nope'))
+  assert.throws(() => native.read())
+  await assert.rejects(a._native.join(Buffer.alloc(3), true, true), /^Error: ERR_INVALID_TOPIC/)
+
+  // Two reads at once: the second waits its turn instead of racing the first.
+  const r1 = native.read(10)
+  const r2 = native.read(10)
+  socket.destroy()
+  await assert.rejects(r1, /ERR_CONNECTION_CLOSED/)
+  await assert.rejects(r2, /ERR_CONNECTION_CLOSED/)
+  await assert.rejects(native.write(Buffer.from('x')), /ERR_CONNECTION_CLOSED/)
+  await assert.rejects(native.end(), /ERR_CONNECTION_CLOSED/)
+  native.destroy() // again: harmless
+  const writeErr = await new Promise((resolve) => socket.write('after destroy', resolve))
+  assert.strictEqual(writeErr.code, 'ERR_STREAM_DESTROYED')
+  assert.strictEqual(socket.destroyed, true)
+})
