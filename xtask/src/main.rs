@@ -5,12 +5,14 @@
 //! - `interop [SCENARIO...] [--list]`: Rust <-> JS DHT interop scenarios, each
 //!   in a throwaway network namespace (see [`interop`]).
 //! - `bench [NAME...]`: benchmarks, JS and Rust side by side, isolated the same way.
+//! - `natlab [PAIRING...]`: hole punching through emulated NATs (see [`natlab`]).
 //!
 //! Kept dependency-free apart from serde/serde_json so it builds fast and
 //! never pulls the crates it is supposed to test.
 
 mod ci;
 mod interop;
+mod natlab;
 mod netns;
 mod paths;
 
@@ -24,6 +26,8 @@ commands:
   interop [SCENARIO...]        run interop scenarios (all when none given)
   interop --list               list interop scenarios
   bench [udx|connect]          benchmarks, JS and Rust side by side (BENCH_MIB=512)
+  natlab [PAIRING...] [--report] hole punching in the NAT lab (as root; --help for options)
+  natlab --ci                  reduced NAT lab matrix: one run per pairing and mix
 ";
 
 fn main() -> ExitCode {
@@ -36,8 +40,10 @@ fn main() -> ExitCode {
         "ci" => ci::run(rest),
         "interop" => interop::run(rest),
         "bench" => interop::bench(rest),
+        "natlab" => natlab::run(rest),
         // Internal: the half of `interop` that runs inside the network namespace.
         interop::INNER_COMMAND => interop::run_inner(rest),
+        natlab::INNER_COMMAND => natlab::run_inner(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
