@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use clap::Args;
-use hyperswarm::dht::{Connection, HyperDht, KeyPair};
+use hyperswarm::dht::{ConnectOptions, Connection, HyperDht, KeyPair};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,6 +24,10 @@ pub struct ListenArgs {
     /// Refuse clients whose public key is this (64 hex characters).
     #[arg(long)]
     reject: Option<String>,
+    /// Never conclude that our DHT socket is reachable (as behind a NAT), so clients
+    /// must holepunch.
+    #[arg(long)]
+    firewalled: bool,
 }
 
 #[derive(Args)]
@@ -47,6 +51,12 @@ pub struct ConnectArgs {
     /// Open the `--count` connections one after another instead of at once.
     #[arg(long)]
     serial: bool,
+    /// Never conclude that our DHT socket is reachable (as behind a NAT).
+    #[arg(long)]
+    firewalled: bool,
+    /// No LAN shortcut: reach the server only through the DHT paths and holepunching.
+    #[arg(long)]
+    no_lan: bool,
 }
 
 fn key32(s: &str, what: &str) -> Result<[u8; 32], String> {
@@ -62,8 +72,12 @@ fn key_pair(seed: &Option<String>) -> Result<KeyPair, String> {
     })
 }
 
-async fn start(bootstrap: &BootstrapArg) -> Result<HyperDht, String> {
-    let dht = HyperDht::bind(client_config(bootstrap.list()))
+async fn start(bootstrap: &BootstrapArg, firewalled: bool) -> Result<HyperDht, String> {
+    let mut config = client_config(bootstrap.list());
+    if firewalled {
+        config.rpc.quick_firewall = false;
+    }
+    let dht = HyperDht::bind(config)
         .await
         .map_err(|e| format!("cannot start node: {e}"))?;
     dht.node().bootstrapped().await;
@@ -78,7 +92,7 @@ pub async fn listen(args: ListenArgs) -> Result<(), String> {
         .as_deref()
         .map(|r| key32(r, "--reject"))
         .transpose()?;
-    let dht = start(&args.bootstrap).await?;
+    let dht = start(&args.bootstrap, args.firewalled).await?;
     let firewall = reject.map(|bad| {
         let f: std::sync::Arc<hyperswarm::dht::FirewallFn> =
             std::sync::Arc::new(move |key, _, _| *key != bad);
@@ -90,8 +104,9 @@ pub async fn listen(args: ListenArgs) -> Result<(), String> {
         .map_err(|e| format!("listen: {e}"))?;
     let pk = hex::encode(server.public_key());
     let relays: Vec<String> = server.relays().iter().map(|a| a.to_string()).collect();
+    let sockets = [dht.node().local_addr(), dht.node().client_addr()].map(|a| a.port());
     out.emit(
-        json!({"event": "listening", "public_key": pk, "relays": relays}),
+        json!({"event": "listening", "public_key": pk, "relays": relays, "dht_ports": sockets}),
         || format!("listening on {pk} through {}", relays.join(", ")),
     );
     let exit = wait_for_exit(args.json);
@@ -145,13 +160,16 @@ pub async fn connect(args: ConnectArgs) -> Result<(), String> {
     let out = Out { json: args.json };
     let server_key = key32(&args.key, "KEY")?;
     let kp = key_pair(&args.seed)?;
-    let dht = start(&args.bootstrap).await?;
+    let dht = start(&args.bootstrap, args.firewalled).await?;
+    let opts = ConnectOptions {
+        local_connection: !args.no_lan,
+    };
     let mut tasks = tokio::task::JoinSet::new();
     let mut failed = None;
     for i in 0..args.count {
         let (dht, kp) = (dht.clone(), kp.clone());
         let bytes = args.bytes;
-        tasks.spawn(async move { (i, one(&dht, &kp, &server_key, bytes).await) });
+        tasks.spawn(async move { (i, one(&dht, &kp, &server_key, bytes, opts).await) });
         if args.serial || i + 1 == args.count {
             while let Some(r) = tasks.join_next().await {
                 let (i, r) = r.map_err(|e| format!("task: {e}"))?;
@@ -178,7 +196,7 @@ fn report(
             out.emit(
                 json!({"event": "echoed", "index": i, "bytes": e.bytes, "equal": e.equal,
                        "connect_ms": e.connect_ms, "first_byte_ms": e.first_byte_ms,
-                       "mib_per_s": e.mib_per_s,
+                       "mib_per_s": e.mib_per_s, "remote_address": e.remote_address,
                        "remote_public_key": hex::encode(server_key), "close": e.close}),
                 || {
                     format!(
@@ -204,6 +222,7 @@ fn report(
 
 struct Echoed {
     first_byte_ms: Option<f64>,
+    remote_address: Option<String>,
     bytes: u64,
     equal: bool,
     connect_ms: f64,
@@ -218,13 +237,15 @@ async fn one(
     kp: &KeyPair,
     server_key: &[u8; 32],
     bytes: u64,
+    opts: ConnectOptions,
 ) -> Result<Echoed, String> {
     let t0 = Instant::now();
     let conn = dht
-        .connect(kp, server_key)
+        .connect_with(kp, server_key, opts)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let connect_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let remote_address = conn.remote_addr().map(|a| a.to_string());
     let t1 = Instant::now();
     let (mut r, mut w) = tokio::io::split(conn);
     let writer = tokio::spawn(async move {
@@ -272,6 +293,7 @@ async fn one(
     let close = format!("{:?}", conn.closed().await);
     Ok(Echoed {
         first_byte_ms,
+        remote_address,
         bytes: total,
         equal: total == bytes && got.finalize() == sent,
         connect_ms,

@@ -74,3 +74,46 @@ async fn refused_and_unknown_keys_fail_with_typed_errors() {
         "{unknown:?}"
     );
 }
+
+/// Without the LAN shortcut, two firewalled nodes on loopback must holepunch: both sample
+/// their punch sockets (consistent: loopback keeps ports), exchange PEER_HOLEPUNCH rounds
+/// through a relay, and the first probe that comes back carries the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holepunch_when_the_lan_shortcut_is_off() {
+    use hyperswarm::dht::ConnectOptions;
+    let net = Testnet::new(6, LOOPBACK).await.unwrap();
+    // Nodes that never learn they are reachable, as behind a NAT.
+    let firewalled = || hyperswarm::rpc::Config {
+        quick_firewall: false,
+        ..Default::default()
+    };
+    let server_dht = net.client_with(firewalled()).await.unwrap();
+    let client_dht = net.client_with(firewalled()).await.unwrap();
+    assert!(server_dht.node().state().firewalled);
+    let server_kp = KeyPair::generate();
+    let mut server = server_dht.listen(&server_kp, None).await.unwrap();
+    let server_socket = server_dht.node().socket().local_addr();
+    let accept = tokio::spawn(async move {
+        let mut conn = server.accept().await.unwrap();
+        conn.write_all(b"punched").await.unwrap();
+        conn.shutdown().await.unwrap();
+        // Dropping a connection resets it: wait for the client's end and the clean close.
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest).await.unwrap();
+        conn.closed().await
+    });
+    let opts = ConnectOptions {
+        local_connection: false,
+    };
+    let mut conn = client_dht
+        .connect_with(&KeyPair::generate(), &server_kp.public_key(), opts)
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    conn.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"punched");
+    // The path is a punch socket of the server's, not its DHT socket.
+    assert_ne!(conn.remote_addr(), Some(server_socket));
+    conn.shutdown().await.unwrap();
+    assert_eq!(accept.await.unwrap(), hyperswarm::udx::CloseReason::Ended);
+}

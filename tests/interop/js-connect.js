@@ -18,7 +18,8 @@ const { parseArgs, parseAddrs, emit, log, hex, fail, watchdog, run } = require('
 
 const [op, ...rest] = process.argv.slice(2)
 const args = parseArgs(rest, {
-  bootstrap: null, seed: null, key: null, reject: null, bytes: '65536', count: '1', timeout: '60', serial: false
+  bootstrap: null, seed: null, key: null, reject: null, bytes: '65536', count: '1', timeout: '60', serial: false,
+  firewalled: false, 'no-lan': false
 })
 const dog = watchdog(Number(args.timeout))
 
@@ -30,7 +31,9 @@ function bytes32 (s, what) {
 run(async () => {
   const bootstrap = parseAddrs(args.bootstrap)
   if (bootstrap.length === 0) fail('--bootstrap is required (never the public DHT)')
-  const dht = new HyperDHT({ bootstrap, host: '127.0.0.1' })
+  // --firewalled: never conclude the DHT socket is reachable (as behind a NAT), so the
+  // other side must holepunch; --no-lan: no LAN shortcut for clients.
+  const dht = new HyperDHT({ bootstrap, host: '127.0.0.1', quickFirewall: !args.firewalled })
   await dht.fullyBootstrapped()
 
   if (op === 'server') {
@@ -69,7 +72,7 @@ run(async () => {
     const one = (index) => new Promise((resolve) => {
       const started = performance.now()
       const data = crypto.randomBytes(n)
-      const conn = dht.connect(key, { keyPair })
+      const conn = dht.connect(key, { keyPair, localConnection: !args['no-lan'] })
       const received = []
       let got = 0
       let connectMs = null
@@ -80,7 +83,9 @@ run(async () => {
       })
       conn.on('open', () => {
         connectMs = performance.now() - started
-        emit({ event: 'connected', index, remote_public_key: hex(conn.remotePublicKey) })
+        const raw = conn.rawStream
+        const remoteAddress = raw ? `${raw.remoteHost}:${raw.remotePort}` : null
+        emit({ event: 'connected', index, remote_public_key: hex(conn.remotePublicKey), remote_address: remoteAddress })
         // secret-stream frames each write whole, and a frame holds at most 16 MiB - 1.
         for (let at = 0; at < n; at += 65536) conn.write(data.subarray(at, at + 65536))
       })

@@ -149,6 +149,7 @@ pub struct ImmutablePut {
 pub struct HyperDht {
     node: Node,
     storage: Storage,
+    random_punches: std::sync::Arc<super::holepunch::RandomPunches>,
 }
 
 impl HyperDht {
@@ -156,7 +157,16 @@ impl HyperDht {
     pub async fn bind(config: NodeConfig) -> io::Result<Self> {
         let storage = Storage::new();
         let node = Node::bind_with_handler(config, Box::new(storage.clone())).await?;
-        Ok(HyperDht { node, storage })
+        Ok(HyperDht {
+            node,
+            storage,
+            random_punches: Default::default(),
+        })
+    }
+
+    /// The node's random-punch limit, shared by its clients and servers.
+    pub(crate) fn random_punches(&self) -> &std::sync::Arc<super::holepunch::RandomPunches> {
+        &self.random_punches
     }
 
     /// The dht-rpc node underneath.

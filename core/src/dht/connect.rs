@@ -9,6 +9,7 @@ use super::addr::{is_bogon, is_reserved, local_addresses, match_address};
 use super::connect_messages::{HandshakeMessage, HandshakeMode, NoisePayload};
 use super::connection::Connection;
 use super::handshake::{firewall, payload_for, ClientHandshake, HandshakeError, Handshaken};
+use super::holepunch::holepunch;
 use super::keys::KeyPair;
 use super::records::PeerRecord;
 use super::{commands, peer_target, DhtError, HyperDht};
@@ -18,6 +19,22 @@ use crate::udx::{Config, UdxStream};
 /// How long a side waits for the other to open the stream towards it (hyperdht's
 /// `HANDSHAKE_INITIAL_TIMEOUT`).
 pub const PASSIVE_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How [`HyperDht::connect_with`] may reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Offer our LAN addresses and take the LAN shortcut when both sides share a public
+    /// address (hyperdht's `localConnection`).
+    pub local_connection: bool,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            local_connection: true,
+        }
+    }
+}
 
 /// A handshake completed with a server.
 #[derive(Debug, Clone)]
@@ -53,11 +70,13 @@ impl HyperDht {
     }
 
     /// The payload a client offers: how to reach it and the stream it opened.
-    fn client_payload(&self, udx_id: u32) -> (NoisePayload, u64) {
+    fn client_payload(&self, udx_id: u32, opts: ConnectOptions) -> (NoisePayload, u64) {
         let public = self.remote_address();
         let mut addresses = Vec::new();
         addresses.extend(public);
-        addresses.extend(local_addresses(self.node().local_addr()));
+        if opts.local_connection {
+            addresses.extend(local_addresses(self.node().local_addr()));
+        }
         let fw = if public.is_some() {
             firewall::OPEN
         } else {
@@ -72,8 +91,19 @@ impl HyperDht {
         key_pair: &KeyPair,
         server_public_key: &[u8; 32],
     ) -> Result<Connection, DhtError> {
+        self.connect_with(key_pair, server_public_key, ConnectOptions::default())
+            .await
+    }
+
+    /// [`HyperDht::connect`] with options.
+    pub async fn connect_with(
+        &self,
+        key_pair: &KeyPair,
+        server_public_key: &[u8; 32],
+        opts: ConnectOptions,
+    ) -> Result<Connection, DhtError> {
         let stream = self.node().udx().create_stream(Config::default());
-        let (payload, our_firewall) = self.client_payload(stream.id());
+        let (payload, our_firewall) = self.client_payload(stream.id(), opts);
         let d = self
             .handshake_with(key_pair, server_public_key, &payload)
             .await?;
@@ -83,7 +113,15 @@ impl HyperDht {
             .as_ref()
             .map(|u| u.id as u32)
             .ok_or(DhtError::ServerIncompatible)?;
-        self.open_path(&stream, &d, remote_id, our_firewall).await?;
+        self.open_path(
+            &stream,
+            &d,
+            server_public_key,
+            remote_id,
+            our_firewall,
+            opts,
+        )
+        .await?;
         Ok(Connection::new(
             stream,
             d.handshake.outcome,
@@ -96,8 +134,10 @@ impl HyperDht {
         &self,
         stream: &UdxStream,
         d: &Dialled,
+        server_public_key: &[u8; 32],
         remote_id: u32,
         our_firewall: u64,
+        opts: ConnectOptions,
     ) -> Result<(), DhtError> {
         // A stream packet from the server may already have arrived (it connects to open
         // clients straight away): then that is the path.
@@ -132,7 +172,9 @@ impl HyperDht {
         if our_firewall == firewall::OPEN {
             return wait_connected(stream).await;
         }
-        if d.client_address.map(|c| c.ip()) == Some(d.server_address.ip()) {
+        let same_host = d.client_address.map(|c| c.ip()) == Some(d.server_address.ip());
+        if opts.local_connection && same_host {
+            // Behind the same public address: the LAN is the short way round.
             if let Some(addr) = self.lan_address(remote).await {
                 let server_socket = self.node().server_socket().clone();
                 return stream
@@ -140,7 +182,7 @@ impl HyperDht {
                     .map_err(|_| DhtError::Timeout);
             }
         }
-        Err(DhtError::CannotHolepunch)
+        holepunch(self, d, server_public_key, stream, remote_id).await
     }
 
     /// The server's LAN address that shares most with ours, if it answers a ping.

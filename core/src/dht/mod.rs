@@ -11,6 +11,7 @@ mod connect;
 pub mod connect_messages;
 mod connection;
 pub mod handshake;
+mod holepunch;
 pub mod keys;
 pub mod namespaces;
 pub mod records;
@@ -25,7 +26,7 @@ pub use client::{
     DhtError, HyperDht, ImmutablePut, LookupResult, LookupStream, MutableGet, MutablePutResult,
     MAX_VALUE_LEN,
 };
-pub use connect::{Dialled, PASSIVE_CONNECT_TIMEOUT};
+pub use connect::{ConnectOptions, Dialled, PASSIVE_CONNECT_TIMEOUT};
 pub use connection::{Connection, KEEPALIVE};
 pub use keys::{hash, peer_target, verify, KeyPair};
 pub use records::{Announce, LookupReply, MutablePut, MutableValue, PeerRecord, PluginRequest};

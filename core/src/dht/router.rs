@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::connect_messages::{HandshakeMessage, HandshakeMode, HolepunchMessage};
+use super::holepunch::user_request;
 use super::server::LocalServer;
 use super::storage::Stores;
 use crate::rpc::{IncomingRequest, ReplyOptions, Responder};
@@ -123,7 +124,7 @@ fn answer_as_server(
         HandshakeMode::FromServer | HandshakeMode::Reply => return,
     };
     let direct = hs.mode == HandshakeMode::FromClient;
-    let Some(message2) = server.respond(now, &hs.noise, client, direct) else {
+    let Some((message2, punch_socket)) = server.respond(now, &hs.noise, client, direct) else {
         return;
     };
     let (next, answer) = match hs.mode {
@@ -151,8 +152,15 @@ fn answer_as_server(
         peer_address: answer,
         relay_address: None,
     };
-    if let Ok(v) = back.encode() {
-        out.relay(req, Some(&v), next);
+    let Ok(v) = back.encode() else { return };
+    match punch_socket {
+        // Sent from the punch socket, the relay reports that socket's mapping to the client.
+        Some(socket) => {
+            if let Some(target) = req.target {
+                socket.send_now(&user_request(req.tid, next, req.command, target, v));
+            }
+        }
+        None => out.relay(req, Some(&v), next),
     }
 }
 
@@ -170,6 +178,13 @@ pub(crate) fn on_peer_holepunch(
     else {
         return;
     };
+    if hp.mode == HandshakeMode::FromRelay {
+        let server = req.target.and_then(|t| stores.servers.get_mut(&t.0));
+        if let (Some(server), Some(peer)) = (server, hp.peer_address) {
+            server.on_holepunch(hp.id, req.tid, req.from, peer, hp.payload);
+        }
+        return;
+    }
     match hp.mode {
         HandshakeMode::FromClient => {
             let Some(next) = hp.peer_address.or_else(|| relay_of(stores, now, req)) else {
@@ -206,7 +221,6 @@ pub(crate) fn on_peer_holepunch(
                 );
             }
         }
-        // FROM_RELAY is for the server itself; a relay has nothing to do with it.
         HandshakeMode::FromRelay | HandshakeMode::FromSecondRelay | HandshakeMode::Reply => {}
     }
 }

@@ -10,19 +10,23 @@ use tokio::sync::mpsc;
 
 use super::addr::local_addresses;
 use super::connect::wait_connected;
-use super::connect_messages::NoisePayload;
+use super::connect_messages::{HolepunchInfo, NoisePayload, RelayInfo};
 use super::connection::Connection;
 use super::handshake::{firewall, payload_for, HandshakeCache, Handshaken};
+use super::holepunch::{HolepunchRelayed, PunchSocket, ServerPunch, ServerPunchSetup};
 use super::keys::KeyPair;
 use super::records::{announce_signable, Announce, PeerRecord};
 use super::{commands, peer_target, DhtError, HyperDht};
 use crate::rpc::{Node, NodeId, QueryOptions, UserRequest};
 use crate::udx::Config;
+use std::collections::HashMap;
 
 /// Relays a server announces itself to.
 pub const RELAYS: usize = 3;
 /// Connections waiting for the application; more are refused until it catches up.
 const PENDING: usize = 256;
+/// Holepunches a server runs at once; handshakes beyond this get no punch offer.
+const MAX_PUNCHES: usize = 256;
 
 /// Decides whether to accept a client: its public key, payload and address.
 pub type FirewallFn = dyn Fn(&[u8; 32], &NoisePayload, SocketAddr) -> bool + Send + Sync;
@@ -33,7 +37,11 @@ pub(crate) struct LocalServer {
     public_key: [u8; 32],
     cache: HandshakeCache,
     firewall: Option<Arc<FirewallFn>>,
-    relays: Vec<SocketAddr>,
+    relays: Vec<RelayInfo>,
+    /// Running holepunches by the id handed to the client.
+    punches: HashMap<u64, ServerPunch>,
+    next_punch: u64,
+    target: NodeId,
     /// The node the server listens on; removed (breaking the cycle through the node's
     /// handler) when the [`Server`] is dropped.
     dht: HyperDht,
@@ -42,23 +50,27 @@ pub(crate) struct LocalServer {
 
 impl LocalServer {
     /// Answers a message 1 from `client` (`direct` when it reached us without a relay);
-    /// `None` means stay silent.
+    /// `None` means stay silent. With a punch socket, message 2 must leave from it.
     pub(crate) fn respond(
         &mut self,
         now: Instant,
         message1: &[u8],
         client: SocketAddr,
         direct: bool,
-    ) -> Option<Vec<u8>> {
+    ) -> Option<(Vec<u8>, Option<Arc<PunchSocket>>)> {
         // Nobody would take the connection: refuse by silence, as a rejecting firewall does.
         if self.incoming.capacity() == 0 {
             return None;
         }
+        self.punches.retain(|_, p| !p.is_done());
         let firewall_fn = self.firewall.clone();
         let relays = self.relays.clone();
         let public = self.dht.remote_address();
         let node: &Node = self.dht.node();
+        let punch_id = self.next_punch;
+        let can_punch = self.punches.len() < MAX_PUNCHES;
         let mut stream = None;
+        let mut offered_punch = false;
         let (message2, session) =
             self.cache
                 .respond(now, &self.seed, message1, |key, remote| {
@@ -77,10 +89,19 @@ impl LocalServer {
                         firewall::UNKNOWN
                     };
                     let mut p = payload_for(s.id(), fw, addresses);
-                    p.relay_addresses = Some(relays);
+                    p.relay_addresses = Some(relays.iter().map(|r| r.relay_address).collect());
+                    let client_reaches_us = remote.firewall == firewall::OPEN || direct;
+                    if public.is_none() && !client_reaches_us && can_punch && !relays.is_empty() {
+                        p.holepunch = Some(HolepunchInfo {
+                            id: punch_id,
+                            relays: relays.clone(),
+                        });
+                        offered_punch = true;
+                    }
                     stream = Some(s);
                     Some(p)
                 })?;
+        let mut reply_socket = None;
         if let (Some(Handshaken { outcome, remote }), Some(stream)) = (session, stream) {
             let remote_id = remote.udx.as_ref().map(|u| u.id as u32)?;
             // Whichever path the client opens, its first stream packet connects us there.
@@ -89,6 +110,20 @@ impl LocalServer {
                 // We speak first: the client is reachable where we saw it.
                 let socket = node.socket().clone();
                 stream.connect(&socket, remote_id, client).ok()?;
+            } else if offered_punch {
+                let setup = ServerPunchSetup {
+                    node: node.clone(),
+                    target: self.target,
+                    random_punches: self.dht.random_punches().clone(),
+                    relays: self.relays.iter().map(|r| r.relay_address).collect(),
+                };
+                if let Ok(p) =
+                    ServerPunch::start(setup, &outcome.hash, remote.firewall, stream.watch())
+                {
+                    reply_socket = Some(p.socket().clone());
+                    self.punches.insert(punch_id, p);
+                    self.next_punch = self.next_punch.wrapping_add(1);
+                }
             }
             let incoming = self.incoming.clone();
             let public_key = self.public_key;
@@ -100,7 +135,32 @@ impl LocalServer {
                 }
             });
         }
-        Some(message2)
+        Some((message2, reply_socket))
+    }
+
+    /// A PEER_HOLEPUNCH for one of our handshakes, forwarded by `relay`.
+    pub(crate) fn on_holepunch(
+        &mut self,
+        id: u64,
+        tid: u16,
+        relay: SocketAddr,
+        peer_address: SocketAddr,
+        payload: Vec<u8>,
+    ) {
+        let from_our_relay = self.relays.iter().any(|r| r.relay_address == relay);
+        tracing::debug!(id, %relay, %peer_address, known = self.punches.contains_key(&id), "holepunch message");
+        if let Some(p) = self.punches.get(&id) {
+            let msg = HolepunchRelayed {
+                tid,
+                relay,
+                peer_address,
+                payload,
+                from_our_relay,
+            };
+            if !p.deliver(msg) {
+                self.punches.remove(&id);
+            }
+        }
     }
 }
 
@@ -110,7 +170,7 @@ pub struct Server {
     dht: HyperDht,
     target: NodeId,
     public_key: [u8; 32],
-    relays: Vec<SocketAddr>,
+    relays: Vec<RelayInfo>,
     incoming: mpsc::Receiver<Connection>,
 }
 
@@ -121,8 +181,8 @@ impl Server {
     }
 
     /// The nodes relaying handshakes to us.
-    pub fn relays(&self) -> &[SocketAddr] {
-        &self.relays
+    pub fn relays(&self) -> Vec<SocketAddr> {
+        self.relays.iter().map(|r| r.relay_address).collect()
     }
 
     /// The next client connection, once its stream is open.
@@ -159,6 +219,9 @@ impl HyperDht {
                 cache: HandshakeCache::default(),
                 firewall,
                 relays: Vec::new(),
+                punches: HashMap::new(),
+                next_punch: 0,
+                target,
                 dht: self.clone(),
                 incoming: tx,
             },
@@ -182,7 +245,7 @@ impl HyperDht {
         &self,
         key_pair: &KeyPair,
         target: NodeId,
-    ) -> Result<Vec<SocketAddr>, DhtError> {
+    ) -> Result<Vec<RelayInfo>, DhtError> {
         let closest = self
             .node()
             .query(target, commands::FIND_PEER, None, QueryOptions::default())
@@ -217,7 +280,12 @@ impl HyperDht {
             };
             if let Ok(r) = self.node().request(req, reply.from).await {
                 if r.error == 0 {
-                    accepted.push(reply.from);
+                    // The relay forwards to where it saw us; that is our address there.
+                    let peer_address = r.to.or(reply.to).unwrap_or(reply.from);
+                    accepted.push(RelayInfo {
+                        relay_address: reply.from,
+                        peer_address,
+                    });
                 }
             }
         }

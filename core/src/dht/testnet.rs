@@ -68,9 +68,16 @@ impl Testnet {
 
     /// A fresh (ephemeral) node joined to the testnet, bootstrapped.
     pub async fn client(&self) -> io::Result<HyperDht> {
+        self.client_with(Config::default()).await
+    }
+
+    /// [`Testnet::client`] with protocol settings of its own (say, a node that stays
+    /// firewalled: `quick_firewall: false`).
+    pub async fn client_with(&self, rpc: Config) -> io::Result<HyperDht> {
         let dht = HyperDht::bind(NodeConfig {
             host: self.host,
             bootstrap: self.bootstrap(),
+            rpc,
             ..NodeConfig::default()
         })
         .await?;

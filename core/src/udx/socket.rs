@@ -152,7 +152,24 @@ impl Udx {
         addr: SocketAddr,
         unrouted: mpsc::Sender<Datagram>,
     ) -> io::Result<UdxSocket> {
-        let udp = Arc::new(UdpSocket::bind(addr).await?);
+        let udp = UdpSocket::bind(addr).await?;
+        self.start(udp, unrouted)
+    }
+
+    /// [`Udx::bind`] without waiting, for callers that cannot await (a request handler
+    /// opening a holepunch socket). Must run inside a tokio runtime.
+    pub fn bind_now(
+        &self,
+        addr: SocketAddr,
+        unrouted: mpsc::Sender<Datagram>,
+    ) -> io::Result<UdxSocket> {
+        let std = std::net::UdpSocket::bind(addr)?;
+        std.set_nonblocking(true)?;
+        self.start(UdpSocket::from_std(std)?, unrouted)
+    }
+
+    fn start(&self, udp: UdpSocket, unrouted: mpsc::Sender<Datagram>) -> io::Result<UdxSocket> {
+        let udp = Arc::new(udp);
         let local_addr = udp.local_addr()?;
         static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
@@ -290,6 +307,12 @@ impl UdxSocket {
     /// Sends a raw datagram on the socket (dht-rpc messages, holepunch probes).
     pub async fn send_to(&self, payload: &[u8], to: SocketAddr) -> io::Result<usize> {
         self.inner.udp.send_to(payload, to).await
+    }
+
+    /// Sends a raw datagram if the socket can take it now (handlers that cannot await);
+    /// a full socket buffer drops it, like any lost datagram.
+    pub fn try_send_to(&self, payload: &[u8], to: SocketAddr) -> io::Result<usize> {
+        self.inner.udp.try_send_to(payload, to)
     }
 
     /// Sends a raw datagram with a one-off IP TTL (holepunching opens the local NAT mapping
@@ -567,6 +590,22 @@ impl StreamWatch {
             });
             // A slot that is gone belonged to a stream that closed.
             r.unwrap_or(Poll::Ready(CloseReason::Destroyed))
+        })
+        .await
+    }
+
+    /// Waits until the stream has a path (connected or accepted) or has closed.
+    pub async fn closed_or_connected(&self) {
+        poll_fn(|cx| {
+            let r = self.with(|slot| {
+                if slot.socket.is_some() || slot.stream.is_closed().is_some() {
+                    Poll::Ready(())
+                } else {
+                    slot.watchers.push(cx.waker().clone());
+                    Poll::Pending
+                }
+            });
+            r.unwrap_or(Poll::Ready(()))
         })
         .await
     }

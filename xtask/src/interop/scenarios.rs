@@ -159,6 +159,13 @@ pub static ALL: &[Scenario] = &[
         run: conn::firewall_reject,
     },
     Scenario {
+        name: "conn-holepunch",
+        description: "both ends firewalled, no LAN shortcut: a JS client holepunches to a Rust server and a Rust client to a JS server (1 MiB echoed each)",
+        timeout: Duration::from_secs(180),
+        needs_cli: true,
+        run: conn::holepunch,
+    },
+    Scenario {
         name: "conn-many",
         description: "50 concurrent connections JS -> Rust server and 50 Rust -> JS server, each echoing 64 KiB",
         timeout: Duration::from_secs(240),

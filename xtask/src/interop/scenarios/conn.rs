@@ -291,3 +291,37 @@ pub fn many(ctx: &mut Ctx) -> Result<(), String> {
     ));
     net.stop()
 }
+
+/// `conn-holepunch`: both ends firewalled and no LAN shortcut, so the only way to a stream
+/// is a holepunch: probe round and punch round relayed through the server's relays, probes
+/// across, the stream on the punch sockets. Both directions.
+pub fn holepunch(ctx: &mut Ctx) -> Result<(), String> {
+    let mut net = Net::start(ctx)?;
+    let bytes = (1024 * 1024).to_string();
+    let (_, rs_key) = net.rs_server(ctx, &["--firewalled"])?;
+    let events = net
+        .js_client(
+            ctx,
+            &rs_key,
+            &["--firewalled", "--no-lan", "--bytes", &bytes],
+        )?
+        .finish(ctx.within(Duration::from_secs(60)))?;
+    let ms = check_echoes("JS client", &events, 1, 1024 * 1024)?;
+    ctx.say(&format!(
+        "JS client holepunched to the Rust server in {ms:.0} ms"
+    ));
+
+    let (_, js_key) = net.js_server(ctx, &["--firewalled"])?;
+    let events = net
+        .rs_client(
+            ctx,
+            &js_key,
+            &["--firewalled", "--no-lan", "--bytes", &bytes],
+        )?
+        .finish(ctx.within(Duration::from_secs(60)))?;
+    let ms = check_echoes("Rust client", &events, 1, 1024 * 1024)?;
+    ctx.say(&format!(
+        "Rust client holepunched to the JS server in {ms:.0} ms"
+    ));
+    net.stop()
+}
