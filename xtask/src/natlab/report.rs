@@ -37,6 +37,19 @@ pub struct RunResult {
     pub took_s: f64,
 }
 
+/// The pairing, plus whatever differs from the default setup (so `--report-from` never
+/// pools runs that measured different things).
+fn label(r: &RunResult) -> String {
+    let mut l = r.pairing.clone();
+    if r.extra_hops > 0 {
+        l.push_str(&format!(" +{} hops", r.extra_hops));
+    }
+    if r.dht != "js" {
+        l.push_str(&format!(" ({} DHT)", r.dht));
+    }
+    l
+}
+
 /// Nearest-rank quantile of sorted values.
 fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     if sorted.is_empty() {
@@ -64,7 +77,7 @@ pub struct Summary {
 pub fn summarize(results: &[RunResult]) -> Vec<Summary> {
     let mut order: Vec<(String, String)> = Vec::new();
     for r in results {
-        let key = (r.pairing.clone(), r.mix.clone());
+        let key = (label(r), r.mix.clone());
         if !order.contains(&key) {
             order.push(key);
         }
@@ -74,7 +87,7 @@ pub fn summarize(results: &[RunResult]) -> Vec<Summary> {
         .map(|(pairing, mix)| {
             let runs: Vec<&RunResult> = results
                 .iter()
-                .filter(|r| r.pairing == pairing && r.mix == mix)
+                .filter(|r| label(r) == pairing && r.mix == mix)
                 .collect();
             let mut ms: Vec<f64> = runs
                 .iter()

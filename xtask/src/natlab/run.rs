@@ -287,6 +287,8 @@ fn spawn(
             // The Rust peers' debug log is the only trace of what their punching did.
             let mut a = vec![
                 format!("RUST_LOG={}", rust_log()),
+                // Plain text logs: they are read with grep, not on a terminal.
+                "NO_COLOR=1".to_string(),
                 paths::cli_binary().display().to_string(),
             ];
             a.extend(args.iter().cloned());
