@@ -3,9 +3,9 @@
 use std::time::Instant;
 
 use clap::Args;
-use hyperswarm::dht::{ConnectOptions, Connection, HyperDht, KeyPair};
+use hyperswarm::dht::{ConnectOptions, Connection, HyperDht, KeyPair, ListenOptions};
 use serde_json::json;
-use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::dht::{client_config, wait_for_exit, BootstrapArg};
@@ -28,6 +28,25 @@ pub struct ListenArgs {
     /// must holepunch.
     #[arg(long)]
     firewalled: bool,
+    /// Pair every client that cannot connect at once through this blind relay (its public
+    /// key, 64 hex characters).
+    #[arg(long)]
+    relay_through: Option<String>,
+    /// Offer no holepunching.
+    #[arg(long)]
+    no_holepunch: bool,
+}
+
+#[derive(Args)]
+pub struct RelayArgs {
+    /// Print one JSON object per line; also exit when stdin closes.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    bootstrap: BootstrapArg,
+    /// The relay key pair's seed (64 hex characters); random if absent.
+    #[arg(long)]
+    seed: Option<String>,
 }
 
 #[derive(Args)]
@@ -57,6 +76,13 @@ pub struct ConnectArgs {
     /// No LAN shortcut: reach the server only through the DHT paths and holepunching.
     #[arg(long)]
     no_lan: bool,
+    /// Do not holepunch.
+    #[arg(long)]
+    no_holepunch: bool,
+    /// Pair through this blind relay (its public key, 64 hex characters) alongside the
+    /// other paths.
+    #[arg(long)]
+    relay_through: Option<String>,
 }
 
 fn key32(s: &str, what: &str) -> Result<[u8; 32], String> {
@@ -98,8 +124,18 @@ pub async fn listen(args: ListenArgs) -> Result<(), String> {
             std::sync::Arc::new(move |key, _, _| *key != bad);
         f
     });
+    let relay_through = args
+        .relay_through
+        .as_deref()
+        .map(|k| key32(k, "--relay-through"))
+        .transpose()?;
+    let opts = ListenOptions {
+        firewall,
+        relay_through,
+        holepunch: !args.no_holepunch,
+    };
     let mut server = dht
-        .listen(&kp, firewall)
+        .listen_with(&kp, opts)
         .await
         .map_err(|e| format!("listen: {e}"))?;
     let pk = hex::encode(server.public_key());
@@ -117,7 +153,7 @@ pub async fn listen(args: ListenArgs) -> Result<(), String> {
                 let Some(conn) = conn else { break };
                 let key = hex::encode(conn.remote_public_key());
                 out.emit(
-                    json!({"event": "connection", "remote_public_key": key}),
+                    json!({"event": "connection", "remote_public_key": key, "relayed": conn.is_relayed()}),
                     || format!("connection from {key}"),
                 );
                 tokio::spawn(echo(conn, out.json));
@@ -126,6 +162,35 @@ pub async fn listen(args: ListenArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+pub async fn relay(args: RelayArgs) -> Result<(), String> {
+    let out = Out { json: args.json };
+    let kp = key_pair(&args.seed)?;
+    let dht = start(&args.bootstrap, false).await?;
+    let relay = dht
+        .serve_relay(&kp)
+        .await
+        .map_err(|e| format!("relay: {e}"))?;
+    let pk = hex::encode(relay.public_key());
+    out.emit(json!({"event": "listening", "public_key": pk}), || {
+        format!("blind relay on {pk}")
+    });
+    let mut pairings = relay.pairings();
+    let exit = wait_for_exit(args.json);
+    tokio::pin!(exit);
+    loop {
+        tokio::select! {
+            r = pairings.changed() => {
+                if r.is_err() {
+                    return Ok(());
+                }
+                let n = *pairings.borrow_and_update();
+                out.emit(json!({"event": "paired", "pairings": n}), || format!("pairing #{n}"));
+            }
+            r = &mut exit => return r,
+        }
+    }
 }
 
 /// Echoes everything until the peer ends, then ends and waits for the clean close.
@@ -161,8 +226,15 @@ pub async fn connect(args: ConnectArgs) -> Result<(), String> {
     let server_key = key32(&args.key, "KEY")?;
     let kp = key_pair(&args.seed)?;
     let dht = start(&args.bootstrap, args.firewalled).await?;
+    let relay_through = args
+        .relay_through
+        .as_deref()
+        .map(|k| key32(k, "--relay-through"))
+        .transpose()?;
     let opts = ConnectOptions {
         local_connection: !args.no_lan,
+        holepunch: !args.no_holepunch,
+        relay_through,
     };
     let mut tasks = tokio::task::JoinSet::new();
     let mut failed = None;
@@ -196,7 +268,7 @@ fn report(
             out.emit(
                 json!({"event": "echoed", "index": i, "bytes": e.bytes, "equal": e.equal,
                        "connect_ms": e.connect_ms, "first_byte_ms": e.first_byte_ms,
-                       "mib_per_s": e.mib_per_s, "remote_address": e.remote_address,
+                       "mib_per_s": e.mib_per_s, "remote_address": e.remote_address, "relayed": e.relayed,
                        "remote_public_key": hex::encode(server_key), "close": e.close}),
                 || {
                     format!(
@@ -220,7 +292,14 @@ fn report(
     }
 }
 
+/// Bytes of the random block a benchmark connection repeats (prime, so chunk and packet
+/// boundaries drift across it).
+const BLOCK: usize = 1_048_573;
+/// Bytes per write and read.
+const CHUNK: usize = 64 * 1024;
+
 struct Echoed {
+    relayed: bool,
     first_byte_ms: Option<f64>,
     remote_address: Option<String>,
     bytes: u64,
@@ -239,6 +318,9 @@ async fn one(
     bytes: u64,
     opts: ConnectOptions,
 ) -> Result<Echoed, String> {
+    let mut block = vec![0u8; BLOCK];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut block);
+    let block = Arc::new(block);
     let t0 = Instant::now();
     let conn = dht
         .connect_with(kp, server_key, opts)
@@ -246,33 +328,30 @@ async fn one(
         .map_err(|e| format!("connect: {e}"))?;
     let connect_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let remote_address = conn.remote_addr().map(|a| a.to_string());
+    let relayed = conn.is_relayed();
     let t1 = Instant::now();
+    // One block of random bytes sent over and over, so every position in the stream is
+    // checkable against the block without hashing (a benchmark client must not be slower
+    // than the connection it measures).
     let (mut r, mut w) = tokio::io::split(conn);
-    let writer = tokio::spawn(async move {
-        let mut sent = Sha256::new();
-        let mut block = vec![0u8; 64 * 1024];
-        let mut left = bytes;
-        let mut x: u64 = rand::random();
-        while left > 0 {
-            for b in block.iter_mut() {
-                // xorshift: cheap bytes that are not a repeating pattern.
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                *b = x as u8;
+    let writer = {
+        let block = block.clone();
+        tokio::spawn(async move {
+            let mut sent = 0u64;
+            while sent < bytes {
+                let at = (sent % BLOCK as u64) as usize;
+                let n = (BLOCK - at).min(CHUNK).min((bytes - sent) as usize);
+                w.write_all(&block[at..at + n]).await?;
+                sent += n as u64;
             }
-            let n = left.min(block.len() as u64) as usize;
-            w.write_all(&block[..n]).await?;
-            sent.update(&block[..n]);
-            left -= n as u64;
-        }
-        w.shutdown().await?;
-        Ok::<_, std::io::Error>((w, sent.finalize()))
-    });
-    let mut got = Sha256::new();
+            w.shutdown().await?;
+            Ok::<_, std::io::Error>(w)
+        })
+    };
     let mut total = 0u64;
+    let mut equal = true;
     let mut first_byte_ms = None;
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; CHUNK];
     loop {
         let n = r.read(&mut buf).await.map_err(|e| format!("read: {e}"))?;
         if n == 0 {
@@ -281,10 +360,16 @@ async fn one(
         if first_byte_ms.is_none() {
             first_byte_ms = Some(t0.elapsed().as_secs_f64() * 1000.0);
         }
-        got.update(&buf[..n]);
+        let mut off = 0;
+        while off < n {
+            let at = ((total + off as u64) % BLOCK as u64) as usize;
+            let m = (BLOCK - at).min(n - off);
+            equal &= buf[off..off + m] == block[at..at + m];
+            off += m;
+        }
         total += n as u64;
     }
-    let (w, sent) = writer
+    let w = writer
         .await
         .map_err(|e| format!("writer: {e}"))?
         .map_err(|e| format!("write: {e}"))?;
@@ -292,10 +377,11 @@ async fn one(
     let conn = r.unsplit(w);
     let close = format!("{:?}", conn.closed().await);
     Ok(Echoed {
+        relayed,
         first_byte_ms,
         remote_address,
         bytes: total,
-        equal: total == bytes && got.finalize() == sent,
+        equal: equal && total == bytes,
         connect_ms,
         mib_per_s: (2 * total) as f64 / (1024.0 * 1024.0) / secs.max(1e-9),
         close,

@@ -49,6 +49,8 @@ enum Command {
     Listen(connect::ListenArgs),
     /// Connect to a listening key, push bytes through its echo and compare them.
     Connect(connect::ConnectArgs),
+    /// Run a blind relay: joins peers that name its key and cannot reach each other.
+    Relay(connect::RelayArgs),
     /// Raw UDX streams (interop and throughput checks).
     #[command(subcommand)]
     Udx(udx::UdxCommand),
@@ -84,6 +86,7 @@ fn main() -> std::process::ExitCode {
             Command::Get(a) => records::get(a).await,
             Command::Listen(a) => connect::listen(a).await,
             Command::Connect(a) => connect::connect(a).await,
+            Command::Relay(a) => connect::relay(a).await,
             Command::Udx(c) => udx::run(c).await,
             Command::Demo(a) => demo::run(a).await,
         }

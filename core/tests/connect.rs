@@ -104,6 +104,7 @@ async fn holepunch_when_the_lan_shortcut_is_off() {
     });
     let opts = ConnectOptions {
         local_connection: false,
+        ..ConnectOptions::default()
     };
     let mut conn = client_dht
         .connect_with(&KeyPair::generate(), &server_kp.public_key(), opts)
@@ -116,4 +117,119 @@ async fn holepunch_when_the_lan_shortcut_is_off() {
     assert_ne!(conn.remote_addr(), Some(server_socket));
     conn.shutdown().await.unwrap();
     assert_eq!(accept.await.unwrap(), hyperswarm::udx::CloseReason::Ended);
+}
+
+/// Forged and replayed handshakes never yield a connection: garbage Noise bytes, a message 1
+/// sealed to another key, and a genuine message 1 sent again are all answered with silence
+/// or the cached reply, and the next connection the server hands out is a real new client's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_replayed_handshakes_yield_no_connection() {
+    use hyperswarm::dht::connect_messages::{HandshakeMessage, HandshakeMode};
+    use hyperswarm::dht::handshake::{firewall, payload_for, ClientHandshake};
+    use hyperswarm::dht::{commands, peer_target};
+    use hyperswarm::rpc::UserRequest;
+    use std::time::Duration;
+
+    let net = Testnet::new(5, LOOPBACK).await.unwrap();
+    let server_dht = net.client().await.unwrap();
+    let client_dht = net.client().await.unwrap();
+    let server_kp = KeyPair::generate();
+    let mut server = server_dht.listen(&server_kp, None).await.unwrap();
+    let target = peer_target(&server_kp.public_key());
+    let server_addr = server_dht.node().local_addr();
+    let send = |noise: Vec<u8>| {
+        let value = HandshakeMessage {
+            mode: HandshakeMode::FromClient,
+            noise,
+            peer_address: None,
+            relay_address: None,
+        }
+        .encode()
+        .unwrap();
+        let req = UserRequest {
+            command: commands::PEER_HANDSHAKE,
+            target: Some(target),
+            value: Some(value),
+            retries: Some(0),
+            timeout: Some(Duration::from_millis(300)),
+            ..UserRequest::default()
+        };
+        client_dht.node().request(req, server_addr)
+    };
+
+    // Garbage, and a message 1 for a different server key: no answer at all.
+    assert!(send(vec![7; 96]).await.is_err());
+    let other = KeyPair::generate().public_key();
+    let seed: [u8; 32] = KeyPair::generate().secret_key()[..32].try_into().unwrap();
+    let wrong =
+        ClientHandshake::new(&seed, &other, &payload_for(1, firewall::UNKNOWN, vec![])).unwrap();
+    assert!(send(wrong.message1().to_vec()).await.is_err());
+
+    // A genuine message 1 (its stream never opens) answered twice: one session at most.
+    let genuine = ClientHandshake::new(
+        &seed,
+        &server_kp.public_key(),
+        &payload_for(2, firewall::UNKNOWN, vec![]),
+    )
+    .unwrap();
+    let first = send(genuine.message1().to_vec()).await.unwrap();
+    let again = send(genuine.message1().to_vec()).await.unwrap();
+    assert_eq!(first.value, again.value, "a replay gets the cached reply");
+
+    // The first connection the server yields is a real client's.
+    let client_kp = KeyPair::generate();
+    let mut conn = client_dht
+        .connect(&client_kp, &server_kp.public_key())
+        .await
+        .unwrap();
+    conn.write_all(b"x").await.unwrap();
+    let accepted = server.accept().await.unwrap();
+    assert_eq!(accepted.remote_public_key(), client_kp.public_key());
+}
+
+/// When no direct path exists, a blind relay joins the two streams: the client names the
+/// relay, both sides pair through it, and the bytes flow end to end encrypted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blind_relay_carries_the_connection() {
+    use hyperswarm::dht::ConnectOptions;
+    let net = Testnet::new(6, LOOPBACK).await.unwrap();
+    let firewalled = || hyperswarm::rpc::Config {
+        quick_firewall: false,
+        ..Default::default()
+    };
+    let relay_dht = net.client().await.unwrap();
+    let relay = relay_dht.serve_relay(&KeyPair::generate()).await.unwrap();
+    let server_dht = net.client_with(firewalled()).await.unwrap();
+    let client_dht = net.client_with(firewalled()).await.unwrap();
+    let server_kp = KeyPair::generate();
+    let mut server = server_dht.listen(&server_kp, None).await.unwrap();
+    let echo = tokio::spawn(async move {
+        let mut conn = server.accept().await.unwrap();
+        let relayed = conn.is_relayed();
+        let mut all = Vec::new();
+        conn.read_to_end(&mut all).await.unwrap();
+        conn.write_all(&all).await.unwrap();
+        conn.shutdown().await.unwrap();
+        (relayed, conn.closed().await)
+    });
+    // No holepunch and no LAN: the relay is the only way.
+    let opts = ConnectOptions {
+        local_connection: false,
+        holepunch: false,
+        relay_through: Some(relay.public_key()),
+    };
+    let mut conn = client_dht
+        .connect_with(&KeyPair::generate(), &server_kp.public_key(), opts)
+        .await
+        .unwrap();
+    assert!(conn.is_relayed());
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    conn.write_all(&data).await.unwrap();
+    conn.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    conn.read_to_end(&mut back).await.unwrap();
+    assert_eq!(back, data);
+    let (server_relayed, reason) = echo.await.unwrap();
+    assert!(server_relayed);
+    assert_eq!(reason, hyperswarm::udx::CloseReason::Ended);
 }

@@ -169,3 +169,55 @@ async fn accept_first_packet_on_any_socket_then_move() {
     drop(cs);
     accepted.shutdown().await.unwrap();
 }
+
+/// A relay instance joins two peers' streams without reading them: each side connects to
+/// the relay's stream for it, and every packet goes through untouched but for the id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_streams_carry_data_both_ways() {
+    use hyperswarm::udx::Udx;
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let relay = Udx::new();
+    let (tx, _rx) = mpsc::channel(16);
+    let rs = relay.bind(any, tx).await.unwrap();
+    let (a, _a_rx) = socket().await;
+    let (b, _b_rx) = socket().await;
+    let (a_id, b_id) = (11, 22);
+    let ra = relay.create_stream(Config::default());
+    let rb = relay.create_stream(Config::default());
+    ra.accept_first(a_id).unwrap();
+    rb.accept_first(b_id).unwrap();
+    ra.relay_to(&rb.watch()).unwrap();
+    rb.relay_to(&ra.watch()).unwrap();
+
+    // Each side connects to the relay's stream for it, as a blind-relay pair reply says.
+    let mut sa = a
+        .connect(a_id, ra.id(), rs.local_addr(), Config::default())
+        .unwrap();
+    let mut sb = b
+        .connect(b_id, rb.id(), rs.local_addr(), Config::default())
+        .unwrap();
+    // Both speak first (as SecretStream headers do), which binds each relay stream.
+    sa.write_all(b"from a").await.unwrap();
+    sb.write_all(b"from b").await.unwrap();
+    let mut buf = [0u8; 6];
+    sb.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"from a");
+    sa.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"from b");
+    // Bulk through the relay, then a clean end on both sides.
+    let pat = pattern();
+    let writer = tokio::spawn(async move {
+        sa.write_all(&pat).await.unwrap();
+        sa.shutdown().await.unwrap();
+        sa
+    });
+    let mut got = Vec::new();
+    sb.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, pattern());
+    sb.shutdown().await.unwrap();
+    let mut sa = writer.await.unwrap();
+    let mut rest = Vec::new();
+    sa.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty());
+    assert_eq!(sa.closed().await, CloseReason::Ended);
+}

@@ -5,6 +5,10 @@
 //       listens on the seed's key pair and echoes every connection; prints `listening`, then
 //       `connection` per client and `closed` {bytes} when it ends; refuses the client key
 //       --reject (firewall); runs until stdin closes or SIGTERM.
+//   node js-connect.js relay --bootstrap B --seed HEX
+//       runs a blind relay (the blind-relay package) on the seed's key pair; prints
+//       `listening`, then `pair` per pairing half it sees.
+//   (client and server also take --relay-through KEY and --no-holepunch.)
 //   node js-connect.js client --bootstrap B --key HEX [--seed HEX] [--bytes N] [--count C] [--serial]
 //       opens C connections at once (one after another with --serial); each writes N random
 //       bytes, reads them back, compares, ends; prints `connected`, then `echoed` {index,
@@ -19,7 +23,7 @@ const { parseArgs, parseAddrs, emit, log, hex, fail, watchdog, run } = require('
 const [op, ...rest] = process.argv.slice(2)
 const args = parseArgs(rest, {
   bootstrap: null, seed: null, key: null, reject: null, bytes: '65536', count: '1', timeout: '60', serial: false,
-  firewalled: false, 'no-lan': false
+  firewalled: false, 'no-lan': false, 'no-holepunch': false, 'relay-through': null
 })
 const dog = watchdog(Number(args.timeout))
 
@@ -36,11 +40,38 @@ run(async () => {
   const dht = new HyperDHT({ bootstrap, host: '127.0.0.1', quickFirewall: !args.firewalled })
   await dht.fullyBootstrapped()
 
+  const relayThrough = args['relay-through'] ? bytes32(args['relay-through'], 'relay-through') : null
+  const holepunch = args['no-holepunch'] ? () => false : undefined
+
+  if (op === 'relay') {
+    const RelayServer = require('blind-relay').Server
+    const keyPair = HyperDHT.keyPair(bytes32(args.seed, 'seed'))
+    const relay = new RelayServer({ createStream: (opts) => dht.createRawStream({ ...opts, framed: true }) })
+    const server = dht.createServer((socket) => {
+      const session = relay.accept(socket, { id: socket.remotePublicKey })
+      session.on('pair', (isInitiator) => emit({ event: 'pair', is_initiator: isInitiator }))
+      session.on('error', (err) => log('relay session error', err.message))
+    })
+    await server.listen(keyPair)
+    emit({ event: 'listening', public_key: hex(keyPair.publicKey) })
+    clearTimeout(dog)
+    const stop = async () => {
+      await server.close()
+      await relay.close()
+      await dht.destroy()
+      process.exit(0)
+    }
+    process.stdin.on('end', stop)
+    process.stdin.resume()
+    process.on('SIGTERM', stop)
+    return
+  }
+
   if (op === 'server') {
     const keyPair = HyperDHT.keyPair(bytes32(args.seed, 'seed'))
     const reject = args.reject ? bytes32(args.reject, 'reject') : null
     const firewall = reject ? (remotePublicKey) => b4a.equals(remotePublicKey, reject) : undefined
-    const server = dht.createServer({ firewall }, (conn) => {
+    const server = dht.createServer({ firewall, relayThrough, holepunch }, (conn) => {
       const key = hex(conn.remotePublicKey)
       emit({ event: 'connection', remote_public_key: key })
       let bytes = 0
@@ -72,7 +103,7 @@ run(async () => {
     const one = (index) => new Promise((resolve) => {
       const started = performance.now()
       const data = crypto.randomBytes(n)
-      const conn = dht.connect(key, { keyPair, localConnection: !args['no-lan'] })
+      const conn = dht.connect(key, { keyPair, localConnection: !args['no-lan'], relayThrough, holepunch })
       const received = []
       let got = 0
       let connectMs = null

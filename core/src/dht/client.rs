@@ -67,6 +67,9 @@ pub enum DhtError {
     /// No path opened in time.
     #[error("connection timed out")]
     Timeout,
+    /// Pairing through a blind relay failed.
+    #[error("pairing through the blind relay failed")]
+    RelayFailed,
 }
 
 /// One storing node's answer to a LOOKUP.

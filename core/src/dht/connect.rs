@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::addr::{is_bogon, is_reserved, local_addresses, match_address};
-use super::connect_messages::{HandshakeMessage, HandshakeMode, NoisePayload};
+use super::connect_messages::{HandshakeMessage, HandshakeMode, NoisePayload, RelayThrough};
 use super::connection::Connection;
 use super::handshake::{firewall, payload_for, ClientHandshake, HandshakeError, Handshaken};
 use super::holepunch::holepunch;
 use super::keys::KeyPair;
 use super::records::PeerRecord;
+use super::relay::pair_through;
 use super::{commands, peer_target, DhtError, HyperDht};
 use crate::rpc::{QueryOptions, UserRequest};
 use crate::udx::{Config, UdxStream};
@@ -26,14 +27,30 @@ pub struct ConnectOptions {
     /// Offer our LAN addresses and take the LAN shortcut when both sides share a public
     /// address (hyperdht's `localConnection`).
     pub local_connection: bool,
+    /// Holepunch when no direct path exists (hyperdht's `holepunch` hook returning false
+    /// turns it off).
+    pub holepunch: bool,
+    /// A blind relay to pair through, in parallel with the other paths (hyperdht's
+    /// `relayThrough`). The server's choice, if it makes one, wins.
+    pub relay_through: Option<[u8; 32]>,
 }
 
 impl Default for ConnectOptions {
     fn default() -> Self {
         ConnectOptions {
             local_connection: true,
+            holepunch: true,
+            relay_through: None,
         }
     }
+}
+
+/// A pairing through a blind relay: its key, the token and whether we lead it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RelayPlan {
+    pub public_key: [u8; 32],
+    pub token: [u8; 32],
+    pub is_initiator: bool,
 }
 
 /// A handshake completed with a server.
@@ -103,7 +120,14 @@ impl HyperDht {
         opts: ConnectOptions,
     ) -> Result<Connection, DhtError> {
         let stream = self.node().udx().create_stream(Config::default());
-        let (payload, our_firewall) = self.client_payload(stream.id(), opts);
+        let (mut payload, our_firewall) = self.client_payload(stream.id(), opts);
+        let our_token: [u8; 32] = rand::random();
+        payload.relay_through = opts.relay_through.map(|public_key| RelayThrough {
+            version: 1,
+            flags: 0,
+            public_key,
+            token: our_token,
+        });
         let d = self
             .handshake_with(key_pair, server_public_key, &payload)
             .await?;
@@ -113,20 +137,53 @@ impl HyperDht {
             .as_ref()
             .map(|u| u.id as u32)
             .ok_or(DhtError::ServerIncompatible)?;
-        self.open_path(
+        let relay = match (d.remote().relay_through, opts.relay_through) {
+            (Some(theirs), _) => Some(RelayPlan {
+                public_key: theirs.public_key,
+                token: theirs.token,
+                is_initiator: false,
+            }),
+            (None, Some(public_key)) => Some(RelayPlan {
+                public_key,
+                token: our_token,
+                is_initiator: true,
+            }),
+            (None, None) => None,
+        };
+        let direct = self.open_path(
             &stream,
             &d,
             server_public_key,
             remote_id,
             our_firewall,
             opts,
-        )
-        .await?;
-        Ok(Connection::new(
-            stream,
-            d.handshake.outcome,
-            key_pair.public_key(),
-        ))
+        );
+        let relay_conn = match relay {
+            None => {
+                direct.await?;
+                None
+            }
+            Some(plan) => {
+                let relay_keys = KeyPair::generate();
+                let relayed = pair_through(
+                    self,
+                    &relay_keys,
+                    &plan.public_key,
+                    plan.token,
+                    plan.is_initiator,
+                    &stream,
+                );
+                race_relay(direct, relayed).await?
+            }
+        };
+        let mut conn = Connection::new(stream, d.handshake.outcome, key_pair.public_key());
+        if let Some(relay_conn) = relay_conn {
+            conn.keep_relay(relay_conn);
+        }
+        match tokio::time::timeout(PASSIVE_CONNECT_TIMEOUT, conn.opened()).await {
+            Ok(Ok(())) => Ok(conn),
+            _ => Err(DhtError::Timeout),
+        }
     }
 
     /// Connects the raw stream along the first path that works, as hyperdht's client does.
@@ -181,6 +238,9 @@ impl HyperDht {
                     .connect(&server_socket, remote_id, addr)
                     .map_err(|_| DhtError::Timeout);
             }
+        }
+        if !opts.holepunch {
+            return Err(DhtError::HolepunchAborted("holepunching is off"));
         }
         holepunch(self, d, server_public_key, stream, remote_id).await
     }
@@ -266,6 +326,27 @@ impl HyperDht {
         } else {
             DhtError::PeerNotFound
         })
+    }
+}
+
+/// Runs the direct paths and the relay pairing side by side: the first to connect the
+/// stream wins, and a failure of one leaves the other to finish. Returns the relay
+/// connection when the relay won (it must stay open while the stream is used).
+pub(crate) async fn race_relay(
+    direct: impl std::future::Future<Output = Result<(), DhtError>>,
+    relayed: impl std::future::Future<Output = Result<Connection, DhtError>>,
+) -> Result<Option<Connection>, DhtError> {
+    tokio::pin!(direct);
+    tokio::pin!(relayed);
+    tokio::select! {
+        r = &mut direct => match r {
+            Ok(()) => Ok(None),
+            Err(_) => relayed.await.map(Some),
+        },
+        r = &mut relayed => match r {
+            Ok(conn) => Ok(Some(conn)),
+            Err(e) => direct.await.map(|()| None).map_err(|_| e),
+        },
     }
 }
 

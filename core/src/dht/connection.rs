@@ -1,10 +1,13 @@
 //! An encrypted connection: SecretStream framing over a UDX stream, as tokio
 //! `AsyncRead` + `AsyncWrite`.
 //!
-//! The header frame goes out as soon as the connection exists (JS does the same); reads wait
-//! for the peer's header. Empty messages are keepalives: we send one after every
+//! The header frame goes out as soon as the connection exists (JS does the same), and
+//! [`HyperDht::connect`](super::HyperDht::connect) and [`Server::accept`](super::Server::accept)
+//! hand a connection out only once the peer's header has arrived ([`Connection::opened`],
+//! JS's 'open'). Empty messages are keepalives: we send one after every
 //! [`KEEPALIVE`] without writes, as hyperdht does, and never hand the peer's to the reader.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -55,12 +58,16 @@ impl Shared {
 pub struct Connection {
     stream: UdxStream,
     shared: Arc<Shared>,
-    plain: Vec<u8>,
-    plain_at: usize,
+    /// Decrypted messages not yet read, and how far into the first one reads got.
+    messages: VecDeque<Vec<u8>>,
+    front_at: usize,
     raw: Box<[u8]>,
     outcome: HandshakeOutcome,
     public_key: [u8; 32],
     keepalive: Option<JoinHandle<()>>,
+    /// The connection to the blind relay carrying this one, if relayed: it lives as long as
+    /// this connection.
+    relay: Option<Box<Connection>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -96,13 +103,24 @@ impl Connection {
         Connection {
             stream,
             shared,
-            plain: Vec::new(),
-            plain_at: 0,
+            messages: VecDeque::new(),
+            front_at: 0,
             raw: vec![0u8; READ_CHUNK].into_boxed_slice(),
             outcome,
             public_key,
             keepalive: Some(keepalive),
+            relay: None,
         }
+    }
+
+    /// Keeps the blind relay's connection open as long as this one.
+    pub(crate) fn keep_relay(&mut self, relay: Connection) {
+        self.relay = Some(Box::new(relay));
+    }
+
+    /// Whether the connection runs through a blind relay.
+    pub fn is_relayed(&self) -> bool {
+        self.relay.is_some()
     }
 
     /// The peer's static public key, authenticated by the handshake.
@@ -168,6 +186,80 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// Reads one chunk of raw bytes and decrypts what it completes into `plain`. Ready(false)
+    /// at the end of the stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        let mut raw = ReadBuf::new(&mut self.raw);
+        ready!(Pin::new(&mut self.stream).poll_read(cx, &mut raw))?;
+        if raw.filled().is_empty() {
+            return Poll::Ready(Ok(false));
+        }
+        let messages = self.shared.lock().crypto.decrypt(raw.filled());
+        match messages {
+            Ok(messages) => {
+                // Empty messages are keepalives.
+                self.messages
+                    .extend(messages.into_iter().filter(|m| !m.is_empty()));
+                Poll::Ready(Ok(true))
+            }
+            Err(e) => {
+                // A frame that does not authenticate means the peer or the path is not who
+                // the handshake said: nothing after it can be trusted.
+                self.stream.destroy();
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)))
+            }
+        }
+    }
+
+    /// The next whole message the peer sent (what is left of it, if byte reads took part of
+    /// it); `None` at the end of the stream. For message protocols such as Protomux, where
+    /// every frame is one message.
+    pub async fn read_message(&mut self) -> io::Result<Option<Vec<u8>>> {
+        std::future::poll_fn(|cx| loop {
+            if let Some(mut m) = self.messages.pop_front() {
+                let at = std::mem::take(&mut self.front_at);
+                return Poll::Ready(Ok(Some(m.split_off(at))));
+            }
+            if !ready!(self.poll_fill(cx))? {
+                return Poll::Ready(Ok(None));
+            }
+        })
+        .await
+    }
+
+    /// Sends `data` as one message (at most [`MAX_MESSAGE`](crate::crypto::secretstream::MAX_MESSAGE) bytes), after anything written
+    /// before.
+    pub async fn write_message(&mut self, data: &[u8]) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_drain(cx)).await?;
+        {
+            let mut tx = self.shared.lock();
+            let frame = tx
+                .crypto
+                .encrypt(data)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            tx.out = frame;
+            tx.out_at = 0;
+        }
+        self.shared.wrote.store(true, Ordering::Relaxed);
+        std::future::poll_fn(|cx| self.poll_drain(cx)).await
+    }
+
+    /// Waits for the peer's header frame: proof that the other end of the stream holds the
+    /// handshake's keys (JS's 'open'). Data that arrives with it stays readable.
+    pub async fn opened(&mut self) -> io::Result<()> {
+        std::future::poll_fn(|cx| {
+            while !self.shared.lock().crypto.header_received() {
+                if !ready!(self.poll_fill(cx))? {
+                    return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+                }
+            }
+            Poll::Ready(Ok(()))
+        })
+        .await
+    }
+}
+
 impl AsyncRead for Connection {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -176,32 +268,18 @@ impl AsyncRead for Connection {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            if this.plain_at < this.plain.len() {
-                let n = buf.remaining().min(this.plain.len() - this.plain_at);
-                buf.put_slice(&this.plain[this.plain_at..this.plain_at + n]);
-                this.plain_at += n;
+            if let Some(front) = this.messages.front() {
+                let n = buf.remaining().min(front.len() - this.front_at);
+                buf.put_slice(&front[this.front_at..this.front_at + n]);
+                this.front_at += n;
+                if this.front_at == front.len() {
+                    this.messages.pop_front();
+                    this.front_at = 0;
+                }
                 return Poll::Ready(Ok(()));
             }
-            this.plain.clear();
-            this.plain_at = 0;
-            let mut raw = ReadBuf::new(&mut this.raw);
-            ready!(Pin::new(&mut this.stream).poll_read(cx, &mut raw))?;
-            if raw.filled().is_empty() {
+            if !ready!(this.poll_fill(cx))? {
                 return Poll::Ready(Ok(()));
-            }
-            let messages = this.shared.lock().crypto.decrypt(raw.filled());
-            match messages {
-                Ok(messages) => {
-                    for m in messages {
-                        this.plain.extend_from_slice(&m);
-                    }
-                }
-                Err(e) => {
-                    // A frame that does not authenticate means the peer or the path is not
-                    // who the handshake said: nothing after it can be trusted.
-                    this.stream.destroy();
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
-                }
             }
         }
     }

@@ -15,6 +15,7 @@ mod holepunch;
 pub mod keys;
 pub mod namespaces;
 pub mod records;
+mod relay;
 mod router;
 mod server;
 mod storage;
@@ -30,7 +31,8 @@ pub use connect::{ConnectOptions, Dialled, PASSIVE_CONNECT_TIMEOUT};
 pub use connection::{Connection, KEEPALIVE};
 pub use keys::{hash, peer_target, verify, KeyPair};
 pub use records::{Announce, LookupReply, MutablePut, MutableValue, PeerRecord, PluginRequest};
-pub use server::{FirewallFn, Server, RELAYS};
+pub use relay::{BlindRelay, PAIRING_TIMEOUT};
+pub use server::{FirewallFn, ListenOptions, Server, RELAYS};
 pub use storage::{Forward, Storage, Stores};
 pub use testnet::Testnet;
 

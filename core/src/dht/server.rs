@@ -9,13 +9,14 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::addr::local_addresses;
-use super::connect::wait_connected;
-use super::connect_messages::{HolepunchInfo, NoisePayload, RelayInfo};
+use super::connect::{race_relay, wait_connected, RelayPlan, PASSIVE_CONNECT_TIMEOUT};
+use super::connect_messages::{HolepunchInfo, NoisePayload, RelayInfo, RelayThrough};
 use super::connection::Connection;
 use super::handshake::{firewall, payload_for, HandshakeCache, Handshaken};
 use super::holepunch::{HolepunchRelayed, PunchSocket, ServerPunch, ServerPunchSetup};
 use super::keys::KeyPair;
 use super::records::{announce_signable, Announce, PeerRecord};
+use super::relay::pair_through;
 use super::{commands, peer_target, DhtError, HyperDht};
 use crate::rpc::{Node, NodeId, QueryOptions, UserRequest};
 use crate::udx::Config;
@@ -31,12 +32,49 @@ const MAX_PUNCHES: usize = 256;
 /// Decides whether to accept a client: its public key, payload and address.
 pub type FirewallFn = dyn Fn(&[u8; 32], &NoisePayload, SocketAddr) -> bool + Send + Sync;
 
+/// How [`HyperDht::listen_with`] serves clients.
+#[derive(Clone)]
+pub struct ListenOptions {
+    /// Decides whether to accept a client (no answer at all when it refuses).
+    pub firewall: Option<Arc<FirewallFn>>,
+    /// A blind relay to pair every relayed client through (hyperdht's server
+    /// `relayThrough`); it wins over a client's own choice.
+    pub relay_through: Option<[u8; 32]>,
+    /// Holepunch with clients that cannot reach us directly. When false, holepunching is
+    /// still offered (as JS does, so clients do not try a direct path) but refused when the
+    /// client asks to punch.
+    pub holepunch: bool,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        ListenOptions {
+            firewall: None,
+            relay_through: None,
+            holepunch: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for ListenOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenOptions")
+            .field("firewall", &self.firewall.is_some())
+            .field("relay_through", &self.relay_through.map(hex::encode))
+            .field("holepunch", &self.holepunch)
+            .finish()
+    }
+}
+
 /// What a node keeps for each server listening on it.
 pub(crate) struct LocalServer {
     seed: [u8; 32],
     public_key: [u8; 32],
     cache: HandshakeCache,
     firewall: Option<Arc<FirewallFn>>,
+    /// Our own blind relay for clients, and whether we holepunch at all.
+    relay_through: Option<[u8; 32]>,
+    holepunch: bool,
     relays: Vec<RelayInfo>,
     /// Running holepunches by the id handed to the client.
     punches: HashMap<u64, ServerPunch>,
@@ -69,6 +107,12 @@ impl LocalServer {
         let node: &Node = self.dht.node();
         let punch_id = self.next_punch;
         let can_punch = self.punches.len() < MAX_PUNCHES;
+        let our_relay = self.relay_through.map(|public_key| RelayThrough {
+            version: 1,
+            flags: 0,
+            public_key,
+            token: rand::random(),
+        });
         let mut stream = None;
         let mut offered_punch = false;
         let (message2, session) =
@@ -90,6 +134,7 @@ impl LocalServer {
                     };
                     let mut p = payload_for(s.id(), fw, addresses);
                     p.relay_addresses = Some(relays.iter().map(|r| r.relay_address).collect());
+                    p.relay_through = our_relay;
                     let client_reaches_us = remote.firewall == firewall::OPEN || direct;
                     if public.is_none() && !client_reaches_us && can_punch && !relays.is_empty() {
                         p.holepunch = Some(HolepunchInfo {
@@ -102,6 +147,7 @@ impl LocalServer {
                     Some(p)
                 })?;
         let mut reply_socket = None;
+        let mut punch_ended = None;
         if let (Some(Handshaken { outcome, remote }), Some(stream)) = (session, stream) {
             let remote_id = remote.udx.as_ref().map(|u| u.id as u32)?;
             // Whichever path the client opens, its first stream packet connects us there.
@@ -116,20 +162,82 @@ impl LocalServer {
                     target: self.target,
                     random_punches: self.dht.random_punches().clone(),
                     relays: self.relays.iter().map(|r| r.relay_address).collect(),
+                    allowed: self.holepunch,
                 };
                 if let Ok(p) =
                     ServerPunch::start(setup, &outcome.hash, remote.firewall, stream.watch())
                 {
                     reply_socket = Some(p.socket().clone());
+                    punch_ended = Some(p.ended());
                     self.punches.insert(punch_id, p);
                     self.next_punch = self.next_punch.wrapping_add(1);
                 }
             }
+            let connected_at_once = remote.firewall == firewall::OPEN || direct;
+            // Our relay wins over the client's; whoever chose it leads the pairing.
+            let relay = match (our_relay, remote.relay_through) {
+                _ if connected_at_once => None,
+                (Some(ours), _) => Some(RelayPlan {
+                    public_key: ours.public_key,
+                    token: ours.token,
+                    is_initiator: true,
+                }),
+                (None, Some(theirs)) => Some(RelayPlan {
+                    public_key: theirs.public_key,
+                    token: theirs.token,
+                    is_initiator: false,
+                }),
+                (None, None) => None,
+            };
             let incoming = self.incoming.clone();
             let public_key = self.public_key;
+            let dht = self.dht.clone();
             tokio::spawn(async move {
-                if wait_connected(&stream).await.is_ok() {
-                    let conn = Connection::new(stream, outcome, public_key);
+                // While a holepunch runs (random punches can take half a minute) the path may
+                // still open; without one, the client has the usual time to reach us.
+                let waited = async {
+                    match punch_ended {
+                        None => wait_connected(&stream).await,
+                        Some(ended) => {
+                            tokio::select! {
+                                r = stream.connected() => r.map(|_| ()).map_err(|_| DhtError::Timeout),
+                                () = ended => match stream.socket() {
+                                    Some(_) => Ok(()),
+                                    None => Err(DhtError::Timeout),
+                                },
+                            }
+                        }
+                    }
+                };
+                let relay_conn = match relay {
+                    None => match waited.await {
+                        Ok(()) => None,
+                        Err(_) => return,
+                    },
+                    Some(plan) => {
+                        let keys = KeyPair::generate();
+                        let relayed = pair_through(
+                            &dht,
+                            &keys,
+                            &plan.public_key,
+                            plan.token,
+                            plan.is_initiator,
+                            &stream,
+                        );
+                        match race_relay(waited, relayed).await {
+                            Ok(c) => c,
+                            Err(_) => return,
+                        }
+                    }
+                };
+                let mut conn = Connection::new(stream, outcome, public_key);
+                if let Some(r) = relay_conn {
+                    conn.keep_relay(r);
+                }
+                // Only a peer that holds the session keys gets handed out: a replayed
+                // message 1 opens no stream that sends a valid header.
+                let opened = tokio::time::timeout(PASSIVE_CONNECT_TIMEOUT, conn.opened()).await;
+                if matches!(opened, Ok(Ok(()))) {
                     // A full queue drops the connection, which resets it for the client.
                     let _ = incoming.try_send(conn);
                 }
@@ -205,6 +313,24 @@ impl HyperDht {
         key_pair: &KeyPair,
         firewall: Option<Arc<FirewallFn>>,
     ) -> Result<Server, DhtError> {
+        let opts = ListenOptions {
+            firewall,
+            ..ListenOptions::default()
+        };
+        self.listen_with(key_pair, opts).await
+    }
+
+    /// [`HyperDht::listen`] with options.
+    pub async fn listen_with(
+        &self,
+        key_pair: &KeyPair,
+        opts: ListenOptions,
+    ) -> Result<Server, DhtError> {
+        let ListenOptions {
+            firewall,
+            relay_through,
+            holepunch,
+        } = opts;
         let public_key = key_pair.public_key();
         let target = peer_target(&public_key);
         let (tx, rx) = mpsc::channel(PENDING);
@@ -218,6 +344,8 @@ impl HyperDht {
                 public_key,
                 cache: HandshakeCache::default(),
                 firewall,
+                relay_through,
+                holepunch,
                 relays: Vec::new(),
                 punches: HashMap::new(),
                 next_punch: 0,

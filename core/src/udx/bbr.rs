@@ -29,6 +29,11 @@ const PACING_MARGIN: f64 = 0.99;
 /// Round trips the max-bandwidth filter remembers (one PROBE_BW cycle plus two).
 const BW_FILTER_ROUNDS: u64 = PACING_GAINS.len() as u64 + 2;
 const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
+/// libudx measures RTT in whole milliseconds and counts a 0 ms sample as 1 ms. Without the
+/// same floor a loopback or LAN min-RTT of tens of microseconds shrinks the BDP, and with it
+/// the window, to the 4-packet minimum although scheduling delays between the two processes
+/// are far longer than that.
+const MIN_RTT_FLOOR: Duration = Duration::from_millis(1);
 const PROBE_RTT_DURATION: Duration = Duration::from_millis(200);
 /// STARTUP ends after this many rounds without 25% bandwidth growth.
 const FULL_BW_THRESH: f64 = 1.25;
@@ -344,7 +349,7 @@ impl Bbr {
         let expired = a.now > stamp + MIN_RTT_WINDOW;
         if let Some(rtt) = a.rtt {
             if self.min_rtt.is_none_or(|m| rtt < m) || expired {
-                self.min_rtt = Some(rtt.max(Duration::from_micros(1)));
+                self.min_rtt = Some(rtt.max(MIN_RTT_FLOOR));
                 self.min_rtt_stamp = Some(a.now);
             }
         }

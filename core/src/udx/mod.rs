@@ -8,6 +8,7 @@
 //! routing each datagram with [`packet::is_udx`] and [`packet::stream_id`]; [`socket`] is that
 //! driver for tokio.
 
+mod batch;
 mod bbr;
 mod pacer;
 pub mod packet;

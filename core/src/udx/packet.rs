@@ -199,6 +199,14 @@ impl<'a> Packet<'a> {
 /// size so that the receiver finds the payload; otherwise the header's own offset is kept
 /// and that many zero bytes of padding are written before the payload.
 pub fn encode(header: &Header, sacks: &[SackBlock], payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + sacks.len() * SACK_BLOCK_LEN + payload.len());
+    encode_into(header, sacks, payload, &mut out);
+    out
+}
+
+/// [`encode`], appending to `out`: a driver batching datagrams into one buffer (for GSO or
+/// `sendmmsg`) builds them in place instead of allocating one vector per packet.
+pub fn encode_into(header: &Header, sacks: &[SackBlock], payload: &[u8], out: &mut Vec<u8>) {
     let sack_len = sacks.len() * SACK_BLOCK_LEN;
     let mut h = *header;
     if !sacks.is_empty() {
@@ -216,15 +224,21 @@ pub fn encode(header: &Header, sacks: &[SackBlock], payload: &[u8]) -> Vec<u8> {
     } else {
         0
     };
-    let mut out = Vec::with_capacity(HEADER_LEN + sack_len + padding + payload.len());
-    h.encode_into(&mut out);
+    out.reserve(HEADER_LEN + sack_len + padding + payload.len());
+    h.encode_into(out);
     for s in sacks {
         out.extend_from_slice(&s.start.to_le_bytes());
         out.extend_from_slice(&s.end.to_le_bytes());
     }
     out.resize(out.len() + padding, 0);
     out.extend_from_slice(payload);
-    out
+}
+
+/// Rewrites the receive window and ack of an encoded packet, so a retransmission carries the
+/// current state without being rebuilt. `packet` must hold at least a header.
+pub(crate) fn refresh_ack(packet: &mut [u8], recv_window: u32, ack: u32) {
+    packet[8..12].copy_from_slice(&recv_window.to_le_bytes());
+    packet[16..20].copy_from_slice(&ack.to_le_bytes());
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> u32 {

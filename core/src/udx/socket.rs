@@ -25,18 +25,19 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::AbortHandle;
 
+use super::batch::{self, RecvBatch, SendBatch};
 use super::packet;
-use super::stream::{CloseReason, Config, Event, MessageError, Stream, Transmit};
+use super::stream::{CloseReason, Config, Event, MessageError, Stream};
 
-/// Largest datagram we accept (libudx's MTU ceiling is 1500; leave room for odd peers).
-const RECV_BUF: usize = 2048;
-/// Datagrams read per wake-up before the streams are serviced, so ACKs are acted on promptly.
-const RECV_BATCH: usize = 64;
+/// Datagrams read per wake-up before the streams are serviced, so ACKs are acted on promptly
+/// and a stream owes at most one ACK per this many packets. One `recvmmsg` may overshoot it
+/// by what fits its buffers (see [`batch`]).
+const RECV_BATCH: usize = 256;
 /// Datagrams one stream may send per wake-up, so one busy stream cannot starve the receive
 /// side (the task comes straight back when a stream still had more).
 const SEND_BATCH: usize = 64;
@@ -62,11 +63,18 @@ struct Slot {
     /// When set, the first packet from anywhere connects the stream to its source, with this
     /// remote id (libudx's firewall hook accepting the packet).
     accept: Option<u32>,
+    /// Packets from here never connect the stream by `accept`/`first_seen` (a blind
+    /// relay's address: its packets are for the relayed path, which is connected
+    /// explicitly once the pairing answers).
+    accept_except: Option<SocketAddr>,
     /// Where the first packet of a stream without a socket and without `accept` came from,
     /// so a later [`UdxStream::accept_first`] can connect there at once.
     first_seen: Option<(UdxSocket, SocketAddr)>,
     reader: Option<Waker>,
     writer: Option<Waker>,
+    /// A relaying stream (blind relay): its packets are not processed but forwarded as they
+    /// are to this stream of the instance, under that stream's remote id.
+    relay_to: Option<u32>,
     /// Woken when the stream gets a socket or closes.
     watchers: Vec<Waker>,
     messages: VecDeque<Vec<u8>>,
@@ -236,7 +244,9 @@ impl Slot {
             stream,
             socket: None,
             accept: None,
+            accept_except: None,
             first_seen: None,
+            relay_to: None,
             reader: None,
             writer: None,
             watchers: Vec::new(),
@@ -368,18 +378,17 @@ async fn run(
     udp: Arc<UdpSocket>,
     unrouted: mpsc::Sender<Datagram>,
 ) {
-    let mut buf = vec![0u8; RECV_BUF];
-    let mut out: Vec<Transmit> = Vec::new();
+    let mut caps = batch::setup(&*udp);
+    let mut rx = RecvBatch::new();
+    let mut tx = SendBatch::default();
     let mut busy = false;
     loop {
-        let mut received: Option<(usize, SocketAddr)> = None;
         if !busy {
             let deadline = next_deadline(&inst, my_id);
             let Some(sock) = me.upgrade() else { return };
             tokio::select! {
-                // Errors here are ICMP reports (port unreachable) on some platforms; they say
-                // nothing a stream's own timers will not find out.
-                r = udp.recv_from(&mut buf) => received = r.ok(),
+                // Readiness only; the reads below find out what there is.
+                _ = udp.readable() => {}
                 _ = sock.wake.notified() => {}
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }
@@ -389,38 +398,67 @@ async fn run(
         let mut released: Vec<UdxSocket> = Vec::new();
         {
             let mut state = inst.lock();
-            let mut batch = 0;
-            loop {
-                if let Some((n, from)) = received.take() {
-                    let here = Me {
-                        inst: &inst,
-                        socket: &me,
-                        id: my_id,
-                        unrouted: &unrouted,
-                    };
-                    route(&here, &mut state, now, &buf[..n], from);
-                }
-                batch += 1;
-                if batch >= RECV_BATCH {
+            let here = Me {
+                inst: &inst,
+                socket: &me,
+                id: my_id,
+                unrouted: &unrouted,
+            };
+            let mut received = 0;
+            while received < RECV_BATCH {
+                // try_io skips the call when tokio has not seen the socket readable, and
+                // clears readiness on WouldBlock. Other errors are ICMP reports (port
+                // unreachable) on some platforms; a stream's own timers find those out.
+                let r = udp.try_io(Interest::READABLE, || {
+                    batch::recv_batch(&*udp, &mut rx, &caps)
+                });
+                if r.is_err() {
                     break;
                 }
-                match udp.try_recv_from(&mut buf) {
-                    Ok(got) => received = Some(got),
-                    Err(_) => break,
+                received += rx.len().max(1);
+                for (bytes, from) in rx.datagrams() {
+                    route(&here, &mut state, now, bytes, from);
                 }
             }
-            busy = service(&mut state, my_id, now, &mut out, &mut released);
+            busy = service(&mut state, my_id, now, &mut tx, &mut released);
         }
         drop(released);
-        for t in out.drain(..) {
-            // A failed send is a lost packet; the stream retransmits.
-            let _ = udp.send_to(&t.payload, t.dest).await;
-        }
+        flush(&udp, &mut tx, &mut caps).await;
         if busy {
             // Let the application tasks run between bursts.
             tokio::task::yield_now().await;
         }
     }
+}
+
+/// Sends everything `tx` holds, one system call per run of datagrams to one destination,
+/// waiting for the socket to be writable when its buffer is full.
+async fn flush(udp: &UdpSocket, tx: &mut SendBatch, caps: &mut batch::Caps) {
+    let mut i = 0;
+    while i < tx.runs.len() {
+        let run = tx.runs[i];
+        let r = udp.try_io(Interest::WRITABLE, || {
+            batch::send_run(udp, &tx.buf, &run, caps)
+        });
+        match r {
+            Ok(n) if n >= run.count => i += 1,
+            Ok(n) => {
+                // The socket buffer filled part way: the rest waits for writability.
+                let r = &mut tx.runs[i];
+                r.start += n * r.segment;
+                r.len -= n * r.segment;
+                r.count -= n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if udp.writable().await.is_err() {
+                    break;
+                }
+            }
+            // A failed send is a lost packet; the stream retransmits.
+            Err(_) => i += 1,
+        }
+    }
+    tx.clear();
 }
 
 fn bound_to(slot: &Slot, socket: u64) -> bool {
@@ -454,7 +492,7 @@ fn route(me: &Me<'_>, state: &mut State, now: Instant, bytes: &[u8], from: Socke
         // A stream destroyed before it ever had a socket is only waiting for its handle to
         // go; its packets are nobody's.
         if let Some(slot) = slot.filter(|s| s.stream.is_closed().is_none() || s.socket.is_some()) {
-            if slot.socket.is_none() {
+            if slot.socket.is_none() && slot.accept_except != Some(from) {
                 if let Some(inner) = me.socket.upgrade() {
                     let here = UdxSocket {
                         udx: Udx {
@@ -476,6 +514,14 @@ fn route(me: &Me<'_>, state: &mut State, now: Instant, bytes: &[u8], from: Socke
                     }
                 }
             }
+            if let Some(dest) = slot.relay_to {
+                if bytes[2] & packet::DESTROY != 0 {
+                    slot.stream.destroy();
+                    slot.wake_all();
+                }
+                forward(state, dest, bytes);
+                return;
+            }
             slot.stream.handle_datagram(now, bytes);
             if !bound_to(slot, my_id) {
                 slot.poke();
@@ -492,13 +538,36 @@ fn route(me: &Me<'_>, state: &mut State, now: Instant, bytes: &[u8], from: Socke
     }
 }
 
+/// Sends a relayed packet on to stream `dest`: same bytes, with the id rewritten to the id
+/// its peer knows it by. Dropped while `dest` has no path yet (the sender retransmits).
+fn forward(state: &mut State, dest: u32, bytes: &[u8]) {
+    let Some(d) = state.streams.get_mut(&dest) else {
+        return;
+    };
+    let (Some(socket), Some(remote_id), Some(addr)) = (
+        d.socket.as_ref(),
+        d.stream.remote_id(),
+        d.stream.remote_addr(),
+    ) else {
+        return;
+    };
+    let mut out = bytes.to_vec();
+    out[4..8].copy_from_slice(&remote_id.to_le_bytes());
+    // A full socket buffer loses the packet, as the network could.
+    let _ = socket.try_send_to(&out, addr);
+    if bytes[2] & packet::DESTROY != 0 {
+        d.stream.destroy();
+        d.wake_all();
+    }
+}
+
 /// Runs due timers of the streams bound to `socket`, collects what each sends and wakes
 /// handles. Returns true when some stream hit [`SEND_BATCH`] and has more to send right away.
 fn service(
     state: &mut State,
     socket: u64,
     now: Instant,
-    out: &mut Vec<Transmit>,
+    tx: &mut SendBatch,
     released: &mut Vec<UdxSocket>,
 ) -> bool {
     let mut busy = false;
@@ -513,8 +582,9 @@ fn service(
         }
         let mut sent = 0;
         while sent < SEND_BATCH {
-            match s.poll_transmit(now) {
-                Some(t) => out.push(t),
+            let start = tx.buf.len();
+            match s.poll_transmit_into(now, &mut tx.buf) {
+                Some(dest) => tx.commit(start, dest),
                 None => break,
             }
             sent += 1;
@@ -592,6 +662,23 @@ impl StreamWatch {
             r.unwrap_or(Poll::Ready(CloseReason::Destroyed))
         })
         .await
+    }
+
+    /// The stream's id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// See [`UdxStream::relay_to`].
+    pub fn relay_to(&self, dest: &StreamWatch) -> io::Result<()> {
+        if !Arc::ptr_eq(&self.inner, &dest.inner) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "relay target belongs to another instance",
+            ));
+        }
+        let dest = dest.id;
+        self.with(|slot| slot.relay_to = Some(dest))
     }
 
     /// Waits until the stream has a path (connected or accepted) or has closed.
@@ -694,6 +781,19 @@ impl UdxStream {
                 None => slot.accept = Some(remote_id),
             }
         })
+    }
+
+    /// Makes this stream a relay to `dest` (another stream of the same instance): packets
+    /// that arrive for this stream are forwarded untouched to `dest`'s peer, under the id that
+    /// peer knows `dest` by. Set it both ways to join two peers (a blind relay).
+    pub fn relay_to(&self, dest: &StreamWatch) -> io::Result<()> {
+        self.watch().relay_to(dest)
+    }
+
+    /// Packets from `addr` will not connect this stream through
+    /// [`UdxStream::accept_first`] (JS's firewall hook ignoring the relay's traffic).
+    pub fn accept_except(&self, addr: SocketAddr) -> io::Result<()> {
+        self.with(|slot| slot.accept_except = Some(addr))
     }
 
     /// Writes all of `data` if nothing else is waiting to be sent (see

@@ -166,6 +166,13 @@ pub static ALL: &[Scenario] = &[
         run: conn::holepunch,
     },
     Scenario {
+        name: "relay-blind",
+        description: "firewalled peers with no holepunch and no LAN connect only through a blind relay: JS<->JS and both mixed directions through a Rust relay, Rust<->Rust through a JS relay",
+        timeout: Duration::from_secs(240),
+        needs_cli: true,
+        run: conn::blind_relay,
+    },
+    Scenario {
         name: "conn-many",
         description: "50 concurrent connections JS -> Rust server and 50 Rust -> JS server, each echoing 64 KiB",
         timeout: Duration::from_secs(240),

@@ -52,6 +52,8 @@ pub(crate) struct ServerPunchSetup {
     pub random_punches: Arc<RandomPunches>,
     /// Our announce relays: only holepunches through them get our token.
     pub relays: Vec<SocketAddr>,
+    /// Whether we punch at all (the application's holepunch hook).
+    pub allowed: bool,
 }
 
 /// The handler's end of one server-side holepunch.
@@ -59,6 +61,13 @@ pub(crate) struct ServerPunchSetup {
 pub(crate) struct ServerPunch {
     tx: mpsc::Sender<HolepunchRelayed>,
     socket: Arc<PunchSocket>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for ServerPunch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl ServerPunch {
@@ -76,6 +85,7 @@ impl ServerPunch {
             target,
             random_punches,
             relays,
+            allowed,
         } = setup;
         let udx = node.udx().clone();
         let open = !node.state().firewalled;
@@ -93,9 +103,21 @@ impl ServerPunch {
             random_punches,
             guard: None,
             relays,
+            allowed,
         };
-        tokio::spawn(session.run(rx, direct, node, stream));
-        Ok(ServerPunch { tx, socket })
+        let task = tokio::spawn(session.run(rx, direct, node, stream));
+        Ok(ServerPunch {
+            tx,
+            socket,
+            task: task.abort_handle(),
+        })
+    }
+
+    /// A future that resolves when the holepunch task has ended (gave up, or its stream
+    /// connected): until then a punch may still open the path.
+    pub(crate) fn ended(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let tx = self.tx.clone();
+        async move { tx.closed().await }
     }
 
     /// The socket message 2 goes out from (so the relay tells the client its mapping).
@@ -128,6 +150,7 @@ struct Session {
     guard: Option<super::RandomPunchGuard>,
     /// Our announce relays: only holepunches through them get our token.
     relays: Vec<SocketAddr>,
+    allowed: bool,
 }
 
 enum Outcome {
@@ -248,6 +271,10 @@ impl Session {
             self.puncher.probe(msg.peer_address, false).await;
         }
         if self.puncher.remote.punching && !self.puncher.punching {
+            if !self.allowed {
+                self.reply(&msg, abort_payload(self.round, errors::ABORTED));
+                return Outcome::Stop;
+            }
             if self.puncher.is_random() && self.guard.is_none() {
                 match self.random_punches.try_start() {
                     Some(g) => self.guard = Some(g),

@@ -325,3 +325,101 @@ pub fn holepunch(ctx: &mut Ctx) -> Result<(), String> {
     ));
     net.stop()
 }
+
+const RS_RELAY_SEED: &str = "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b";
+const JS_RELAY_SEED: &str = "0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c";
+
+/// The first `echoed` event of a run, which must say it went through a relay.
+fn relayed_echo(who: &str, events: &[Value]) -> Result<(), String> {
+    check_echoes(who, events, 1, 65536)?;
+    let e = events
+        .iter()
+        .find(|e| e["event"] == "echoed")
+        .ok_or(format!("{who}: no echo"))?;
+    if e.get("relayed").is_some_and(|r| r != true) {
+        return Err(format!("{who}: not relayed: {e}"));
+    }
+    Ok(())
+}
+
+/// `relay-blind`: connections that can only go through a blind relay (both ends firewalled,
+/// no holepunch, no LAN): JS peers through a Rust relay, a Rust client to a JS server and a
+/// JS client to a Rust server through it, and Rust peers through a JS relay. Each relay
+/// must report the pairing.
+pub fn blind_relay(ctx: &mut Ctx) -> Result<(), String> {
+    let mut net = Net::start(ctx)?;
+    let rs_args = [
+        "relay",
+        "--json",
+        "--bootstrap",
+        &net.boot,
+        "--seed",
+        RS_RELAY_SEED,
+    ];
+    let mut p = ctx.rs("rs-relay", &strings(&rs_args))?;
+    let rs_relay_key = public_key(p.wait_event("listening", ctx.within(Duration::from_secs(45)))?)?;
+    net.procs.push(p);
+    let rs_relay = net.procs.len() - 1;
+    let js_args = ["relay", "--bootstrap", &net.boot, "--seed", JS_RELAY_SEED];
+    let mut p = ctx.js("js-relay", "js-connect.js", &strings(&js_args))?;
+    let js_relay_key = public_key(p.wait_event("listening", ctx.within(Duration::from_secs(45)))?)?;
+    net.procs.push(p);
+    let js_relay = net.procs.len() - 1;
+
+    // Servers that cannot be reached but through a relay.
+    let (_, js_key) = net.js_server(ctx, &["--firewalled", "--no-holepunch"])?;
+    let (rs_server, rs_key) = net.rs_server(ctx, &["--firewalled", "--no-holepunch"])?;
+
+    let no_path = [
+        "--firewalled",
+        "--no-lan",
+        "--no-holepunch",
+        "--relay-through",
+    ];
+    let via_rs: Vec<&str> = no_path
+        .iter()
+        .copied()
+        .chain([rs_relay_key.as_str()])
+        .collect();
+    let via_js: Vec<&str> = no_path
+        .iter()
+        .copied()
+        .chain([js_relay_key.as_str()])
+        .collect();
+    let minute = || ctx.within(Duration::from_secs(60));
+    let pairing = |net: &mut Net, relay: usize| -> Result<(), String> {
+        let deadline = ctx.within(Duration::from_secs(10));
+        net.procs[relay].wait_for("pairing", deadline, |e| {
+            e["event"] == "paired" || e["event"] == "pair"
+        })?;
+        Ok(())
+    };
+
+    let ev = net.js_client(ctx, &js_key, &via_rs)?.finish(minute())?;
+    relayed_echo("JS client -> JS server via Rust relay", &ev)?;
+    pairing(&mut net, rs_relay)?;
+    ctx.say("JS client -> JS server through the Rust relay");
+
+    let ev = net.rs_client(ctx, &js_key, &via_rs)?.finish(minute())?;
+    relayed_echo("Rust client -> JS server via Rust relay", &ev)?;
+    pairing(&mut net, rs_relay)?;
+    ctx.say("Rust client -> JS server through the Rust relay");
+
+    let ev = net.js_client(ctx, &rs_key, &via_rs)?.finish(minute())?;
+    relayed_echo("JS client -> Rust server via Rust relay", &ev)?;
+    pairing(&mut net, rs_relay)?;
+    let seen =
+        net.procs[rs_server].wait_for("connection", minute(), |e| e["event"] == "connection")?;
+    if seen["relayed"] != true {
+        return Err(format!("Rust server's connection was not relayed: {seen}"));
+    }
+    ctx.say("JS client -> Rust server through the Rust relay");
+
+    let ev = net.rs_client(ctx, &rs_key, &via_js)?.finish(minute())?;
+    relayed_echo("Rust client -> Rust server via JS relay", &ev)?;
+    // The JS relay reports each half it pairs.
+    pairing(&mut net, js_relay)?;
+    pairing(&mut net, js_relay)?;
+    ctx.say("Rust client -> Rust server through the JS relay");
+    net.stop()
+}
