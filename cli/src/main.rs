@@ -5,16 +5,13 @@ mod demo;
 mod dht;
 mod output;
 mod records;
+mod swarm;
 mod udx;
 
 use clap::{Parser, Subcommand};
 
 /// The public HyperDHT bootstrap nodes: the default for users, never for tests.
-pub const PUBLIC_BOOTSTRAP: &[&str] = &[
-    "88.99.3.86@node1.hyperdht.org:49737",
-    "142.93.90.113@node2.hyperdht.org:49737",
-    "138.68.147.8@node3.hyperdht.org:49737",
-];
+pub use hyperswarm::swarm::PUBLIC_BOOTSTRAP;
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +48,10 @@ enum Command {
     Connect(connect::ConnectArgs),
     /// Run a blind relay: joins peers that name its key and cannot reach each other.
     Relay(connect::RelayArgs),
+    /// Join a topic and pipe stdin/stdout to the first peer that connects.
+    Join(swarm::JoinArgs),
+    /// Join a topic and send each line of stdin to every peer.
+    Chat(swarm::ChatArgs),
     /// Raw UDX streams (interop and throughput checks).
     #[command(subcommand)]
     Udx(udx::UdxCommand),
@@ -87,6 +88,8 @@ fn main() -> std::process::ExitCode {
             Command::Listen(a) => connect::listen(a).await,
             Command::Connect(a) => connect::connect(a).await,
             Command::Relay(a) => connect::relay(a).await,
+            Command::Join(a) => swarm::join(a).await,
+            Command::Chat(a) => swarm::chat(a).await,
             Command::Udx(c) => udx::run(c).await,
             Command::Demo(a) => demo::run(a).await,
         }

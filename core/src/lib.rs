@@ -3,7 +3,8 @@
 //! Layers, bottom up: [`encoding`] (compact-encoding), [`crypto`] (hashes and keys),
 //! [`rpc`] (dht-rpc: the UDP request/response and Kademlia layer every HyperDHT node runs),
 //! [`dht`] (HyperDHT: announce/lookup records and the key/value store), [`udx`] (the
-//! reliable UDP stream transport), [`protomux`] (channels over one connection).
+//! reliable UDP stream transport), [`protomux`] (channels over one connection), [`swarm`]
+//! (Hyperswarm: topics and connection management).
 
 #![deny(missing_docs)]
 
@@ -12,4 +13,5 @@ pub mod dht;
 pub mod encoding;
 pub mod protomux;
 pub mod rpc;
+pub mod swarm;
 pub mod udx;

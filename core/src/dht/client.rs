@@ -392,7 +392,7 @@ impl HyperDht {
 
     /// Sends one write per `(node, token, value)`, all at once, and returns the nodes that
     /// accepted. Fails if there was nobody to write to, or everyone refused.
-    async fn commit(
+    pub(super) async fn commit(
         &self,
         target: NodeId,
         command: u64,
@@ -458,7 +458,7 @@ fn tokened(closest: &[Reply], value: &[u8]) -> Vec<(SocketAddr, [u8; 32], Vec<u8
         .collect()
 }
 
-fn signed_announce(
+pub(super) fn signed_announce(
     unannounce: bool,
     topic: &NodeId,
     node_id: &NodeId,

@@ -172,6 +172,7 @@ impl HyperDht {
                     plan.token,
                     plan.is_initiator,
                     &stream,
+                    remote_id,
                 );
                 race_relay(direct, relayed).await?
             }
@@ -338,14 +339,18 @@ pub(crate) async fn race_relay(
 ) -> Result<Option<Connection>, DhtError> {
     tokio::pin!(direct);
     tokio::pin!(relayed);
+    // The relay side first: when the pairing connects the stream, a direct side that only
+    // waits for the stream to get a path becomes ready in the same turn, and must not win
+    // (dropping the relay connection would tear the relayed path down).
     tokio::select! {
-        r = &mut direct => match r {
-            Ok(()) => Ok(None),
-            Err(_) => relayed.await.map(Some),
-        },
+        biased;
         r = &mut relayed => match r {
             Ok(conn) => Ok(Some(conn)),
             Err(e) => direct.await.map(|()| None).map_err(|_| e),
+        },
+        r = &mut direct => match r {
+            Ok(()) => Ok(None),
+            Err(_) => relayed.await.map(Some),
         },
     }
 }

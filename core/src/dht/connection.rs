@@ -164,6 +164,11 @@ impl Connection {
         self.stream.closed().await
     }
 
+    /// A handle that waits for the close without owning the connection.
+    pub fn watch(&self) -> crate::udx::StreamWatch {
+        self.stream.watch()
+    }
+
     /// Aborts the connection at once (the peer sees a reset).
     pub fn destroy(&self) {
         self.stream.destroy();

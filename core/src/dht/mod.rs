@@ -10,6 +10,7 @@ mod client;
 mod connect;
 pub mod connect_messages;
 mod connection;
+mod discovery;
 pub mod handshake;
 mod holepunch;
 pub mod keys;

@@ -120,7 +120,10 @@ async fn relay_session(
         let frame = tokio::select! {
             m = conn.read_message() => match m {
                 Ok(Some(m)) => m,
-                _ => break,
+                other => {
+                    tracing::debug!(?other, "relay session: connection ended");
+                    break;
+                }
             },
             Some(out) = rx.recv() => {
                 if conn.write_message(&out).await.is_err() {
@@ -130,6 +133,7 @@ async fn relay_session(
             }
         };
         let Ok(events) = mux.receive(&frame) else {
+            tracing::debug!(frame = ?&frame[..frame.len().min(64)], "relay session: protocol error");
             break;
         };
         for event in events {
@@ -239,8 +243,9 @@ fn take_other_half(pending: &Pending, pair: &Pair) -> Option<Half> {
 }
 
 /// Pairs `stream` through the relay `relay_public_key` with the other holder of `token`,
-/// then connects `stream` to the relay. Returns the relay connection, which must stay open
-/// while the stream is used.
+/// then connects `stream` to the relay (`peer_stream_id` is the peer's own stream, for a
+/// later move to a direct path). Returns the relay connection, which must stay open while
+/// the stream is used.
 pub(crate) async fn pair_through(
     dht: &HyperDht,
     key_pair: &KeyPair,
@@ -248,6 +253,7 @@ pub(crate) async fn pair_through(
     token: [u8; 32],
     is_initiator: bool,
     stream: &UdxStream,
+    peer_stream_id: u32,
 ) -> Result<Connection, DhtError> {
     let pairing = async {
         let mut conn = dht.connect_boxed(key_pair, relay_public_key).await?;
@@ -298,8 +304,18 @@ pub(crate) async fn pair_through(
                         let (Some(socket), Some(addr)) = (conn.socket(), conn.remote_addr()) else {
                             return Err(DhtError::RelayFailed);
                         };
+                        // A direct path opened meanwhile (a punch, the peer reaching us): it
+                        // wins, as in JS, and the relay is not needed.
+                        if stream.socket().is_some() {
+                            return Err(DhtError::RelayFailed);
+                        }
                         stream
                             .connect(&socket, answer.id, addr)
+                            .map_err(|_| DhtError::RelayFailed)?;
+                        // If the peer finds a direct path after all, its packets arrive
+                        // from there and the stream follows.
+                        stream
+                            .follow_direct(peer_stream_id, addr)
                             .map_err(|_| DhtError::RelayFailed)?;
                         return Ok(conn);
                     }

@@ -223,6 +223,7 @@ impl LocalServer {
                             plan.token,
                             plan.is_initiator,
                             &stream,
+                            remote_id,
                         );
                         match race_relay(waited, relayed).await {
                             Ok(c) => c,

@@ -234,13 +234,6 @@ pub fn encode_into(header: &Header, sacks: &[SackBlock], payload: &[u8], out: &m
     out.extend_from_slice(payload);
 }
 
-/// Rewrites the receive window and ack of an encoded packet, so a retransmission carries the
-/// current state without being rebuilt. `packet` must hold at least a header.
-pub(crate) fn refresh_ack(packet: &mut [u8], recv_window: u32, ack: u32) {
-    packet[8..12].copy_from_slice(&recv_window.to_le_bytes());
-    packet[16..20].copy_from_slice(&ack.to_le_bytes());
-}
-
 fn read_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }

@@ -67,6 +67,10 @@ struct Slot {
     /// relay's address: its packets are for the relayed path, which is connected
     /// explicitly once the pairing answers).
     accept_except: Option<SocketAddr>,
+    /// For a stream on a relayed path: the first packet that comes from anywhere but the
+    /// current remote and the relay moves the stream there, with this remote id (the peer
+    /// found a direct path; hyperdht's upgrade from a blind relay).
+    follow: Option<(u32, SocketAddr)>,
     /// Where the first packet of a stream without a socket and without `accept` came from,
     /// so a later [`UdxStream::accept_first`] can connect there at once.
     first_seen: Option<(UdxSocket, SocketAddr)>,
@@ -245,6 +249,7 @@ impl Slot {
             socket: None,
             accept: None,
             accept_except: None,
+            follow: None,
             first_seen: None,
             relay_to: None,
             reader: None,
@@ -514,6 +519,22 @@ fn route(me: &Me<'_>, state: &mut State, now: Instant, bytes: &[u8], from: Socke
                     }
                 }
             }
+            if let Some((remote_id, relay)) = slot.follow {
+                let moved = slot.socket.is_some()
+                    && from != relay
+                    && slot.stream.remote_addr() != Some(from);
+                if let (true, Some(inner)) = (moved, me.socket.upgrade()) {
+                    slot.socket = Some(UdxSocket {
+                        udx: Udx {
+                            inner: inst.clone(),
+                        },
+                        inner,
+                    });
+                    slot.stream.connect(remote_id, from);
+                    slot.follow = None;
+                    slot.wake_all();
+                }
+            }
             if let Some(dest) = slot.relay_to {
                 if bytes[2] & packet::DESTROY != 0 {
                     slot.stream.destroy();
@@ -542,6 +563,7 @@ fn route(me: &Me<'_>, state: &mut State, now: Instant, bytes: &[u8], from: Socke
 /// its peer knows it by. Dropped while `dest` has no path yet (the sender retransmits).
 fn forward(state: &mut State, dest: u32, bytes: &[u8]) {
     let Some(d) = state.streams.get_mut(&dest) else {
+        tracing::debug!(dest, "relay target gone");
         return;
     };
     let (Some(socket), Some(remote_id), Some(addr)) = (
@@ -549,12 +571,15 @@ fn forward(state: &mut State, dest: u32, bytes: &[u8]) {
         d.stream.remote_id(),
         d.stream.remote_addr(),
     ) else {
+        tracing::debug!(dest, "relay target has no path yet");
         return;
     };
     let mut out = bytes.to_vec();
     out[4..8].copy_from_slice(&remote_id.to_le_bytes());
     // A full socket buffer loses the packet, as the network could.
-    let _ = socket.try_send_to(&out, addr);
+    if let Err(e) = socket.try_send_to(&out, addr) {
+        tracing::debug!(dest, %addr, error = %e, "relay send failed");
+    }
     if bytes[2] & packet::DESTROY != 0 {
         d.stream.destroy();
         d.wake_all();
@@ -788,6 +813,13 @@ impl UdxStream {
     /// peer knows `dest` by. Set it both ways to join two peers (a blind relay).
     pub fn relay_to(&self, dest: &StreamWatch) -> io::Result<()> {
         self.watch().relay_to(dest)
+    }
+
+    /// On a relayed stream: move to wherever a packet from somewhere other than the current
+    /// remote and `relay` comes from, addressing the peer's stream `remote_id` there (the
+    /// peer upgraded to a direct path).
+    pub fn follow_direct(&self, remote_id: u32, relay: SocketAddr) -> io::Result<()> {
+        self.with(|slot| slot.follow = Some((remote_id, relay)))
     }
 
     /// Packets from `addr` will not connect this stream through

