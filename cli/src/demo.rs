@@ -1,115 +1,194 @@
-//! `demo`: a DHT of persistent nodes on loopback, all in this process, and one lookup
-//! through it checked against the true XOR-closest set. Needs no network beyond 127.0.0.1.
+//! `demo`: Hyperswarm on one machine, no internet: an in-process testnet, N peers join one
+//! topic, every pair connects (encrypted, over UDX) and exchanges data, and a table shows
+//! what each peer saw.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use hyperswarm::rpc::{Config, Node, NodeConfig, NodeId, QueryOptions, K};
+use hyperswarm::dht::{KeyPair, Testnet};
+use hyperswarm::swarm::{JoinOptions, Swarm, SwarmOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Args)]
 pub struct DemoArgs {
-    /// Number of DHT nodes besides the bootstrap node.
-    #[arg(long, default_value_t = 30)]
+    /// Peers that join the topic.
+    #[arg(long, default_value_t = 8)]
+    peers: usize,
+    /// DHT nodes of the testnet (the bootstrap node included).
+    #[arg(long, default_value_t = 10)]
     nodes: usize,
+    /// Bytes each side of every connection sends.
+    #[arg(long, default_value_t = 256 * 1024)]
+    bytes: usize,
 }
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the whole mesh may take to form.
+const MESH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What one peer saw.
+#[derive(Default)]
+struct Seen {
+    /// Peers with which a full exchange completed.
+    exchanged: HashMap<[u8; 32], ()>,
+    sent: u64,
+    received: u64,
+    first_connection: Option<Duration>,
+}
 
 pub async fn run(args: DemoArgs) -> Result<(), String> {
+    if args.peers < 2 {
+        return Err("--peers must be at least 2".into());
+    }
     let started = Instant::now();
-    let boot = Node::bind(NodeConfig {
-        host: LOOPBACK,
-        rpc: Config::bootstrapper(SocketAddr::new(LOOPBACK, 0)),
-        ..NodeConfig::default()
-    })
-    .await
-    .map_err(|e| format!("cannot bind bootstrap node: {e}"))?;
-    let boot_addr = boot.local_addr().to_string();
-    println!("bootstrap node listening on {boot_addr}");
-
-    let mut nodes = vec![boot.clone()];
-    for _ in 0..args.nodes {
-        let node = Node::bind(NodeConfig {
-            host: LOOPBACK,
-            bootstrap: vec![boot_addr.clone()],
-            rpc: Config {
-                ephemeral: Some(false),
-                firewalled: false,
-                ..Config::default()
-            },
-            ..NodeConfig::default()
-        })
+    let net = Testnet::new(args.nodes, LOOPBACK)
         .await
-        .map_err(|e| format!("cannot bind node: {e}"))?;
-        nodes.push(node);
-    }
-    for node in &nodes {
-        tokio::time::timeout(
-            STEP_TIMEOUT,
-            node.wait_for(|s| s.bootstrapped && s.id.is_some()),
-        )
-        .await
-        .map_err(|_| "a node did not become persistent in time".to_string())?;
-    }
+        .map_err(|e| format!("cannot start the testnet: {e}"))?;
     println!(
-        "{} persistent nodes up in {:.0} ms",
-        nodes.len(),
+        "testnet of {} DHT nodes on {} up in {:.0} ms",
+        args.nodes,
+        LOOPBACK,
         started.elapsed().as_secs_f64() * 1000.0
     );
-
-    let client = Node::bind(NodeConfig {
-        host: LOOPBACK,
-        bootstrap: vec![boot_addr],
-        rpc: Config {
-            ephemeral: Some(true),
-            ..Config::default()
-        },
-        ..NodeConfig::default()
-    })
-    .await
-    .map_err(|e| format!("cannot bind client: {e}"))?;
-    tokio::time::timeout(STEP_TIMEOUT, client.bootstrapped())
-        .await
-        .map_err(|_| "the client did not bootstrap in time".to_string())?;
-
-    let target = NodeId(rand::random());
-    println!("looking up {}", target.to_hex());
-    let lookup = Instant::now();
-    let closest = tokio::time::timeout(
-        STEP_TIMEOUT,
-        client.find_node(target, QueryOptions::default()).closest(),
-    )
-    .await
-    .map_err(|_| "the lookup did not finish in time".to_string())?;
-    let took = lookup.elapsed();
-
-    let mut truth: Vec<NodeId> = nodes.iter().filter_map(|n| n.state().id).collect();
-    truth.sort_by(|a, b| target.cmp_distance(a, b));
-    truth.truncate(K);
-    let mut hits = 0;
-    for r in &closest {
-        let id = r.from_id.map(|i| i.to_hex()).unwrap_or_default();
-        let ok = r.from_id.is_some_and(|i| truth.contains(&i));
-        hits += usize::from(ok);
-        println!(
-            "  {:<21} {}  {}",
-            r.from,
-            &id[..16.min(id.len())],
-            if ok { "✓" } else { " " }
-        );
+    let topic = hyperswarm::dht::hash(b"hyperswarm-rs demo").0;
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut swarms = Vec::new();
+    let mut seen: Vec<Arc<Mutex<Seen>>> = Vec::new();
+    for _ in 0..args.peers {
+        let dht = net
+            .client()
+            .await
+            .map_err(|e| format!("cannot start a peer's node: {e}"))?;
+        let swarm = Arc::new(Swarm::with_dht(
+            dht,
+            KeyPair::generate(),
+            SwarmOptions::default(),
+        ));
+        let s = Arc::new(Mutex::new(Seen::default()));
+        let joined = Instant::now();
+        swarm
+            .join(topic, JoinOptions::default())
+            .await
+            .map_err(|e| format!("join: {e}"))?;
+        tokio::spawn(accept_loop(
+            swarm.clone(),
+            s.clone(),
+            joined,
+            args.bytes,
+            args.peers - 1,
+            done_tx.clone(),
+        ));
+        swarms.push(swarm);
+        seen.push(s);
     }
     println!(
-        "lookup answered by {} nodes in {:.1} ms; {hits} of them are among the {} XOR-closest \
-         nodes (✓)\nresponders list nodes bucket by bucket, as JS dht-rpc does, so a lookup can \
-         miss a close node no responder lists",
-        closest.len(),
-        took.as_secs_f64() * 1000.0,
-        truth.len()
+        "{} peers joined the topic {}…; waiting for every pair to connect",
+        args.peers,
+        &hex::encode(topic)[..16]
     );
-    if closest.is_empty() {
-        return Err("the lookup found no nodes".into());
+    let mut complete = 0;
+    let waited = tokio::time::timeout(MESH_TIMEOUT, async {
+        while complete < args.peers {
+            if done_rx.recv().await.is_none() {
+                break;
+            }
+            complete += 1;
+        }
+    })
+    .await;
+    let mesh_ms = started.elapsed().as_secs_f64() * 1000.0;
+
+    println!();
+    println!(
+        "{:<10} {:>10} {:>14} {:>14} {:>18}",
+        "peer", "connected", "bytes sent", "bytes recv", "join→first conn"
+    );
+    for (swarm, s) in swarms.iter().zip(&seen) {
+        let s = s.lock().expect("demo state poisoned");
+        println!(
+            "{:<10} {:>10} {:>14} {:>14} {:>15.1} ms",
+            &hex::encode(swarm.public_key())[..8],
+            s.exchanged.len(),
+            s.sent,
+            s.received,
+            s.first_connection
+                .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+        );
     }
-    Ok(())
+    let pairs = args.peers * (args.peers - 1) / 2;
+    println!();
+    for swarm in &swarms {
+        let _ = swarm.destroy().await;
+    }
+    match waited {
+        Ok(()) if complete == args.peers => {
+            println!(
+                "full mesh: {pairs} encrypted connections, every one carried {} bytes each way; {:.0} ms from start",
+                args.bytes, mesh_ms
+            );
+            Ok(())
+        }
+        _ => Err(format!(
+            "only {complete} of {} peers reached every other peer in {MESH_TIMEOUT:?}",
+            args.peers
+        )),
+    }
+}
+
+/// Takes the swarm's connections: each one sends `bytes` and reads as many from the peer.
+/// Reports on `done` once `want` distinct peers completed an exchange.
+async fn accept_loop(
+    swarm: Arc<Swarm<hyperswarm::dht::HyperDht>>,
+    seen: Arc<Mutex<Seen>>,
+    joined: Instant,
+    bytes: usize,
+    want: usize,
+    done: tokio::sync::mpsc::UnboundedSender<()>,
+) {
+    let mut reported = false;
+    let (exchanged_tx, mut exchanged_rx) = tokio::sync::mpsc::unbounded_channel::<[u8; 32]>();
+    loop {
+        tokio::select! {
+            accepted = swarm.accept() => {
+                let Some((mut conn, _info)) = accepted else { return };
+                {
+                    let mut s = seen.lock().expect("demo state poisoned");
+                    s.first_connection.get_or_insert_with(|| joined.elapsed());
+                }
+                let seen = seen.clone();
+                let exchanged = exchanged_tx.clone();
+                tokio::spawn(async move {
+                    let key = conn.remote_public_key();
+                    let out = vec![0x5a; bytes];
+                    let mut back = vec![0u8; bytes];
+                    // Both sides write, then read: the streams buffer enough that neither
+                    // waits on the other's read.
+                    let (mut r, mut w) = tokio::io::split(&mut conn);
+                    let (wrote, read) = tokio::join!(w.write_all(&out), r.read_exact(&mut back));
+                    // A duplicate the swarm closes fails here; its twin carries the exchange.
+                    if wrote.is_ok() && read.is_ok() {
+                        let mut s = seen.lock().expect("demo state poisoned");
+                        s.sent += bytes as u64;
+                        s.received += bytes as u64;
+                        drop(s);
+                        let _ = exchanged.send(key);
+                    }
+                    // Keep the connection until the demo ends, as an application would.
+                    std::future::pending::<()>().await;
+                    drop(conn);
+                });
+            }
+            Some(key) = exchanged_rx.recv() => {
+                let mut s = seen.lock().expect("demo state poisoned");
+                s.exchanged.insert(key, ());
+                if !reported && s.exchanged.len() >= want {
+                    reported = true;
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
 }

@@ -10,10 +10,11 @@ use crate::{interop, netns, paths};
 
 type Check = (&'static str, fn() -> Result<(), String>);
 
-const CHECKS: [Check; 3] = [
+const CHECKS: [Check; 4] = [
     ("fmt", fmt),
     ("clippy", clippy),
     ("test (netns)", test_in_netns),
+    ("node (netns)", crate::node::test),
 ];
 
 pub fn run(args: &[String]) -> Result<(), String> {

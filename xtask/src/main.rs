@@ -6,6 +6,7 @@
 //!   in a throwaway network namespace (see [`interop`]).
 //! - `bench [NAME...]`: benchmarks, JS and Rust side by side, isolated the same way.
 //! - `natlab [PAIRING...]`: hole punching through emulated NATs (see [`natlab`]).
+//! - `node`: the npm package's tests (see [`node`]); `bench node` benchmarks it.
 //!
 //! Kept dependency-free apart from serde/serde_json so it builds fast and
 //! never pulls the crates it is supposed to test.
@@ -14,6 +15,7 @@ mod ci;
 mod interop;
 mod natlab;
 mod netns;
+mod node;
 mod paths;
 
 use std::process::ExitCode;
@@ -26,6 +28,8 @@ commands:
   interop [SCENARIO...]        run interop scenarios (all when none given)
   interop --list               list interop scenarios
   bench [udx|connect]          benchmarks, JS and Rust side by side (BENCH_MIB=512)
+  bench node                   the npm package vs hyperswarm (JS): join latency, throughput
+  node                         npm package: npm ci, build the addon, node --test (in a netns)
   natlab [PAIRING...] [--report] hole punching in the NAT lab (as root; --help for options)
   natlab --ci                  reduced NAT lab matrix: one run per pairing and mix
 ";
@@ -39,8 +43,10 @@ fn main() -> ExitCode {
     let result = match cmd.as_str() {
         "ci" => ci::run(rest),
         "interop" => interop::run(rest),
+        "bench" if rest.first().map(String::as_str) == Some("node") => node::bench(),
         "bench" => interop::bench(rest),
         "natlab" => natlab::run(rest),
+        "node" => node::test(),
         // Internal: the half of `interop` that runs inside the network namespace.
         interop::INNER_COMMAND => interop::run_inner(rest),
         natlab::INNER_COMMAND => natlab::run_inner(rest),

@@ -149,6 +149,12 @@ impl Puncher {
                 if let Some(to) = res.and_then(|r| r.to) {
                     self.nat.add(to, node);
                 }
+                // As hyperdht's analysis resolves: a verdict does not wait for a node that
+                // is slow or gone (that wait was a second on every punch).
+                if self.nat.is_settled() {
+                    pings.abort_all();
+                    return;
+                }
             }
         }
     }
