@@ -5,6 +5,7 @@
 //! - `interop [SCENARIO...] [--list]`: Rust <-> JS DHT interop scenarios, each
 //!   in a throwaway network namespace (see [`interop`]).
 //! - `bench [NAME...]`: benchmarks, JS and Rust side by side, isolated the same way.
+//! - `natlab [PAIRING...]`: hole punching through emulated NATs (see [`natlab`]).
 //! - `node`: the npm package's tests (see [`node`]); `bench node` benchmarks it.
 //!
 //! Kept dependency-free apart from serde/serde_json so it builds fast and
@@ -12,6 +13,7 @@
 
 mod ci;
 mod interop;
+mod natlab;
 mod netns;
 mod node;
 mod paths;
@@ -28,6 +30,8 @@ commands:
   bench [udx|connect]          benchmarks, JS and Rust side by side (BENCH_MIB=512)
   bench node                   the npm package vs hyperswarm (JS): join latency, throughput
   node                         npm package: npm ci, build the addon, node --test (in a netns)
+  natlab [PAIRING...] [--report] hole punching in the NAT lab (as root; --help for options)
+  natlab --ci                  reduced NAT lab matrix: one run per pairing and mix
 ";
 
 fn main() -> ExitCode {
@@ -41,9 +45,11 @@ fn main() -> ExitCode {
         "interop" => interop::run(rest),
         "bench" if rest.first().map(String::as_str) == Some("node") => node::bench(),
         "bench" => interop::bench(rest),
+        "natlab" => natlab::run(rest),
         "node" => node::test(),
         // Internal: the half of `interop` that runs inside the network namespace.
         interop::INNER_COMMAND => interop::run_inner(rest),
+        natlab::INNER_COMMAND => natlab::run_inner(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

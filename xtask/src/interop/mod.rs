@@ -9,7 +9,7 @@
 //! (the kernel kills the namespace when its init, our inner process, exits).
 
 mod impair;
-mod proc;
+pub(crate) mod proc;
 mod scenarios;
 
 use std::collections::BTreeMap;
@@ -207,7 +207,7 @@ pub fn ensure_js_deps() -> Result<(), String> {
 }
 
 /// `cargo build --release -p hyperswarm-cli`.
-fn build_cli() -> Result<(), String> {
+pub(crate) fn build_cli() -> Result<(), String> {
     eprintln!("interop: building the hyperswarm CLI (release)");
     let status = Command::new(paths::cargo())
         .args(["build", "--release", "-p", "hyperswarm-cli"])

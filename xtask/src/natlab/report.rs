@@ -1,0 +1,201 @@
+//! Results of runs: one JSON record per run, summaries per pairing and implementation mix,
+//! the table `--report` prints.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::NatlabError;
+
+/// What one run measured; `result.json` in the run's log directory.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunResult {
+    /// `consistent-random`: client (A) NAT first.
+    pub pairing: String,
+    /// `rs-js`: client implementation first.
+    pub mix: String,
+    pub run: u32,
+    /// Implementation of the three bootstrap nodes.
+    pub dht: String,
+    pub extra_hops: u32,
+    /// The 64 KiB came back through the echo, byte for byte.
+    pub connected: bool,
+    /// dht.connect() to the first echoed byte (the client's `first_byte_ms`).
+    pub connect_ms: Option<f64>,
+    /// dht.connect() to the open encrypted stream.
+    pub open_ms: Option<f64>,
+    /// The client's error (hyperdht code for JS, message for Rust), or the harness's.
+    pub error: Option<String>,
+    /// How the peers saw their own NAT (JS peers only: dht-rpc's view).
+    pub client_nat: Option<serde_json::Value>,
+    pub server_nat: Option<serde_json::Value>,
+    /// hyperdht punch counters of both peers (JS only).
+    pub client_punches: Option<serde_json::Value>,
+    pub server_punches: Option<serde_json::Value>,
+    pub log_dir: String,
+    pub took_s: f64,
+}
+
+/// The pairing, plus whatever differs from the default setup (so `--report-from` never
+/// pools runs that measured different things).
+fn label(r: &RunResult) -> String {
+    let mut l = r.pairing.clone();
+    if r.extra_hops > 0 {
+        l.push_str(&format!(" +{} hops", r.extra_hops));
+    }
+    if r.dht != "js" {
+        l.push_str(&format!(" ({} DHT)", r.dht));
+    }
+    l
+}
+
+/// Nearest-rank quantile of sorted values.
+fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+/// One line of the report.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub pairing: String,
+    pub mix: String,
+    pub runs: usize,
+    pub connected: usize,
+    pub median_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    /// Distinct errors with how often each occurred.
+    pub errors: BTreeMap<String, usize>,
+}
+
+/// Groups by pairing and mix, in the order they first appear.
+pub fn summarize(results: &[RunResult]) -> Vec<Summary> {
+    let mut order: Vec<(String, String)> = Vec::new();
+    for r in results {
+        let key = (label(r), r.mix.clone());
+        if !order.contains(&key) {
+            order.push(key);
+        }
+    }
+    order
+        .into_iter()
+        .map(|(pairing, mix)| {
+            let runs: Vec<&RunResult> = results
+                .iter()
+                .filter(|r| label(r) == pairing && r.mix == mix)
+                .collect();
+            let mut ms: Vec<f64> = runs
+                .iter()
+                .filter(|r| r.connected)
+                .filter_map(|r| r.connect_ms)
+                .collect();
+            ms.sort_by(f64::total_cmp);
+            let mut errors = BTreeMap::new();
+            for e in runs.iter().filter_map(|r| r.error.as_ref()) {
+                *errors.entry(short_error(e)).or_insert(0) += 1;
+            }
+            Summary {
+                connected: runs.iter().filter(|r| r.connected).count(),
+                runs: runs.len(),
+                median_ms: quantile(&ms, 0.5),
+                p90_ms: quantile(&ms, 0.9),
+                max_ms: ms.last().copied(),
+                errors,
+                pairing,
+                mix,
+            }
+        })
+        .collect()
+}
+
+/// Errors are grouped in the table, so keep them short and free of run-specific detail.
+fn short_error(e: &str) -> String {
+    let first = e.lines().next().unwrap_or_default();
+    match first.char_indices().nth(90) {
+        Some((cut, _)) => format!("{}…", &first[..cut]),
+        None => first.to_string(),
+    }
+}
+
+fn ms(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v >= 10_000.0 => format!("{:.1} s", v / 1000.0),
+        Some(v) => format!("{v:.0}"),
+        None => "–".into(),
+    }
+}
+
+/// The markdown table `--report` prints (and docs/benchmarks.md quotes).
+pub fn table(summaries: &[Summary]) -> String {
+    let mut out = String::from(
+        "| pairing (client NAT - server NAT) | client → server | connected | connect ms median | p90 | max | errors |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for s in summaries {
+        let mix = s.mix.replace('-', " → ");
+        let errors = if s.errors.is_empty() {
+            "–".to_string()
+        } else {
+            s.errors
+                .iter()
+                .map(|(e, n)| format!("{e} ×{n}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        out.push_str(&format!(
+            "| {} | {} | {}/{} | {} | {} | {} | {} |\n",
+            s.pairing,
+            mix,
+            s.connected,
+            s.runs,
+            ms(s.median_ms),
+            ms(s.p90_ms),
+            ms(s.max_ms),
+            errors
+        ));
+    }
+    out
+}
+
+/// Writes every run and the summaries as one JSON document.
+pub fn write_json(file: &Path, results: &[RunResult]) -> Result<(), NatlabError> {
+    let doc = serde_json::json!({
+        "runs": results,
+        "summary": summarize(results),
+    });
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| NatlabError::Io(e.to_string()))?;
+    std::fs::write(file, text + "\n")
+        .map_err(|e| NatlabError::Io(format!("{}: {e}", file.display())))
+}
+
+/// Reads the runs back from files [`write_json`] wrote.
+pub fn read_json(file: &Path) -> Result<Vec<RunResult>, NatlabError> {
+    #[derive(Deserialize)]
+    struct Doc {
+        runs: Vec<RunResult>,
+    }
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| NatlabError::Io(format!("{}: {e}", file.display())))?;
+    let doc: Doc = serde_json::from_str(&text)
+        .map_err(|e| NatlabError::Io(format!("{}: {e}", file.display())))?;
+    Ok(doc.runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_quantiles() {
+        let v: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), Some(5.0));
+        assert_eq!(quantile(&v, 0.9), Some(9.0));
+        assert_eq!(quantile(&[7.0], 0.9), Some(7.0));
+        assert_eq!(quantile(&[], 0.5), None);
+    }
+}
