@@ -10,11 +10,12 @@ use crate::{interop, netns, paths};
 
 type Check = (&'static str, fn() -> Result<(), String>);
 
-const CHECKS: [Check; 4] = [
+const CHECKS: [Check; 5] = [
     ("fmt", fmt),
     ("clippy", clippy),
     ("test (netns)", test_in_netns),
     ("node (netns)", crate::node::test),
+    ("natlab", crate::natlab::ci),
 ];
 
 pub fn run(args: &[String]) -> Result<(), String> {

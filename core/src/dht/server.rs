@@ -135,8 +135,10 @@ impl LocalServer {
                     let mut p = payload_for(s.id(), fw, addresses);
                     p.relay_addresses = Some(relays.iter().map(|r| r.relay_address).collect());
                     p.relay_through = our_relay;
-                    let client_reaches_us = remote.firewall == firewall::OPEN || direct;
-                    if public.is_none() && !client_reaches_us && can_punch && !relays.is_empty() {
+                    // Offered whenever we are not public, as hyperdht does: an open client
+                    // then waits for us to connect instead of dialling an address of ours
+                    // that only a relay can reach.
+                    if public.is_none() && can_punch && !relays.is_empty() {
                         p.holepunch = Some(HolepunchInfo {
                             id: punch_id,
                             relays: relays.clone(),
