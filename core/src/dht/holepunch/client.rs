@@ -67,6 +67,11 @@ pub(crate) async fn holepunch(
     };
     let nodes = dht.node().closest_in_table(NodeId(rand::random())).await;
     c.puncher.sample(&nodes).await;
+    tracing::debug!(
+        nodes = nodes.len(),
+        firewall = c.puncher.nat.firewall(),
+        "sampled"
+    );
 
     let (token, seen_at) = c.probe_round(d.server_address, &server_relay, true).await?;
     // The server may have moved to another socket; through the same relay we learn where,
@@ -78,7 +83,12 @@ pub(crate) async fn holepunch(
             c.puncher.probe(server_address, true).await;
         }
     }
+    tracing::debug!(
+        remote_firewall = c.puncher.remote.firewall,
+        "probe round done"
+    );
     let _guard = c.punch_round(server_address, d.relay, token).await?;
+    tracing::debug!("punching");
 
     let punched = tokio::time::timeout(PUNCH_WINDOW, async {
         tokio::select! {
@@ -93,6 +103,7 @@ pub(crate) async fn holepunch(
     .flatten();
     match punched {
         Some(Some((socket, from))) => {
+            tracing::debug!(%from, "probe came through");
             c.puncher.finish(&socket).await;
             stream
                 .connect(&socket, remote_id, from)
