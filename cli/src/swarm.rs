@@ -57,6 +57,10 @@ pub struct SwarmArgs {
     /// holepunching them failed.
     #[arg(long)]
     relay_through: Option<String>,
+    /// Start an in-process testnet of N DHT nodes on 127.0.0.1 and use it instead of
+    /// --bootstrap (other processes join it with the `--bootstrap` address it prints).
+    #[arg(long, conflicts_with = "bootstrap")]
+    testnet: Option<usize>,
     /// Only announce (peers dial us).
     #[arg(long, conflicts_with = "client")]
     server: bool,
@@ -174,9 +178,28 @@ async fn start(args: &SwarmArgs, out: Out) -> Result<Swarm<HyperDht>, String> {
                 .ok_or_else(|| format!("--relay-through must be 64 hex characters, got {k:?}"))
         })
         .transpose()?;
+    let bootstrap = match args.testnet {
+        Some(n) => {
+            let host = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+            let net = hyperswarm::dht::Testnet::new(n, host)
+                .await
+                .map_err(|e| format!("cannot start the testnet: {e}"))?;
+            let boot = net.bootstrap();
+            say(out, json!({"event": "testnet", "bootstrap": boot}), || {
+                format!(
+                    "testnet of {n} nodes; others join with --bootstrap {}",
+                    boot.join(",")
+                )
+            });
+            // The testnet serves this process and its peers until the process exits.
+            Box::leak(Box::new(net));
+            boot
+        }
+        None => args.bootstrap.list(),
+    };
     let swarm = Swarm::new(SwarmConfig {
         key_pair: Some(identity(args)?),
-        bootstrap: Some(args.bootstrap.list()),
+        bootstrap: Some(bootstrap),
         options: SwarmOptions {
             relay_through,
             ..SwarmOptions::default()

@@ -223,14 +223,14 @@ pub static ALL: &[Scenario] = &[
         run: swarm::mixed_10,
     },
     Scenario {
-        name: "swarm-dup-8",
+        name: "swarm-dedup",
         description: "4 JS + 4 Rust swarm peers that joinPeer each other and start at once: simultaneous dials resolve to one connection per pair, the same on both ends",
         timeout: Duration::from_secs(200),
         needs_cli: true,
         run: swarm::dup_8,
     },
     Scenario {
-        name: "swarm-restart-js",
+        name: "swarm-reconnect",
         description: "a JS peer connected to ours for over a keepalive interval is killed and restarted with the same key: our swarm takes its new connection at once (the old one counts as used, as in JS)",
         timeout: Duration::from_secs(150),
         needs_cli: true,

@@ -221,7 +221,7 @@ pub fn mixed_10(ctx: &mut Ctx) -> Result<(), String> {
     Ok(())
 }
 
-/// `swarm-dup-8`: 4 JS + 4 Rust peers announce on a topic without looking it up; once all
+/// `swarm-dedup`: 4 JS + 4 Rust peers announce on a topic without looking it up; once all
 /// have, each is told (`/peer` on stdin, all within milliseconds) to connect to every
 /// other, so most pairs dial each other at the same moment: the duplicate rule must leave
 /// both ends of every pair holding the same one connection, chosen at the first try, and
@@ -306,7 +306,7 @@ pub fn dup_8(ctx: &mut Ctx) -> Result<(), String> {
     Ok(())
 }
 
-/// `swarm-restart-js`: a Rust and a JS peer connected for longer than a keepalive interval,
+/// `swarm-reconnect`: a Rust and a JS peer connected for longer than a keepalive interval,
 /// then the JS process is killed and restarted with the same key. Its new connection must be
 /// taken at once even though the key rule alone would keep ours (the Rust key is the larger):
 /// JS counts keepalives as traffic, so the old connection counts as used and the newcomer is
