@@ -232,10 +232,14 @@ impl Stream {
         self.probe_at = None;
     }
 
-    /// Zero-window probing: the peer's window is shut, nothing is in flight and data waits.
+    /// Window probing: data waits, nothing is in flight (so no ACK is coming) and the peer's
+    /// window lets no new packet out. Not only a zero window: one smaller than a packet, or
+    /// one the buffered span already fills, blocks us just the same, and only the peer's
+    /// answer to a probe tells us it opened.
     pub(super) fn update_probe(&mut self, now: Instant) {
         let waiting = self.unsent() > 0 || (self.end_queued && !self.end_sent);
-        let shut = self.send_window() == 0 && self.outgoing.is_empty() && waiting;
+        let blocked = self.send_window() == 0 || !self.new_data_allowed();
+        let shut = blocked && self.outgoing.is_empty() && waiting;
         if !shut {
             self.probe_at = None;
         } else if self.probe_at.is_none() {
