@@ -3,6 +3,7 @@
 mod connect;
 mod demo;
 mod dht;
+mod forge;
 mod output;
 mod records;
 mod swarm;
@@ -55,6 +56,9 @@ enum Command {
     /// Raw UDX streams (interop and throughput checks).
     #[command(subcommand)]
     Udx(udx::UdxCommand),
+    /// Send forged and replayed handshakes to a server (an interop test tool).
+    #[command(hide = true)]
+    ForgeHandshake(forge::ForgeArgs),
     /// Start a small DHT on loopback inside this process and show a lookup through it.
     Demo(demo::DemoArgs),
 }
@@ -92,6 +96,7 @@ fn main() -> std::process::ExitCode {
             Command::Chat(a) => swarm::chat(a).await,
             Command::Udx(c) => udx::run(c).await,
             Command::Demo(a) => demo::run(a).await,
+            Command::ForgeHandshake(a) => forge::forge(a).await,
         }
     });
     match result {

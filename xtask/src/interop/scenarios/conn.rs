@@ -218,7 +218,71 @@ pub fn wrong_key(ctx: &mut Ctx) -> Result<(), String> {
     let events = must_fail(ctx, net.js_client(ctx, &nobody, &[])?, "JS client")?;
     let err = events.iter().find(|e| e["event"] == "error");
     ctx.say(&format!("JS client dialling an unknown key: {err:?}"));
+
+    let mut net = net;
+    let (js_server, js_key) = net.js_server(ctx, &[])?;
+    forged_yield_nothing(ctx, &mut net, js_server, &js_key, "JS server")?;
+    let (rs_server, rs_key) = net.rs_server(ctx, &[])?;
+    forged_yield_nothing(ctx, &mut net, rs_server, &rs_key, "Rust server")?;
     net.stop()
+}
+
+/// Sends forged handshakes (random bytes, a message 1 sealed to another key, a genuine
+/// message 1 twice) to the server `index` listening on `key`, then connects a real client:
+/// the forgeries are never answered, the replay gets nothing new, and the first connection
+/// the server reports is the real client's.
+fn forged_yield_nothing(
+    ctx: &Ctx,
+    net: &mut Net,
+    index: usize,
+    key: &str,
+    who: &str,
+) -> Result<(), String> {
+    let mut forger = ctx.rs(
+        &ctx.step_name("rs-forger"),
+        &strings(&["forge-handshake", "--json", "--bootstrap", &net.boot, key]),
+    )?;
+    let events = forger.finish(ctx.within(Duration::from_secs(60)))?;
+    let forged = |kind: &str| {
+        events
+            .iter()
+            .find(|e| e["event"] == "forged" && e["kind"] == kind)
+            .cloned()
+            .ok_or_else(|| format!("forger printed nothing for {kind}: {events:?}"))
+    };
+    for kind in ["garbage", "wrong-key"] {
+        let e = forged(kind)?;
+        if e["answered"] != false {
+            return Err(format!("{who} answered a forged handshake: {e}"));
+        }
+    }
+    let genuine = forged("genuine")?;
+    let replay = forged("replay")?;
+    // A replay may be ignored or get the cached reply, never a fresh session's.
+    if replay["answered"] == true && replay["same_as_first"] != true {
+        return Err(format!(
+            "{who} answered a replayed message 1 anew: {replay}"
+        ));
+    }
+    let real = net
+        .rs_client(ctx, key, &["--seed", CLIENT_SEED])?
+        .finish(ctx.within(Duration::from_secs(60)))?;
+    check_echoes("real client", &real, 1, 65536)?;
+    let client_key = public_key_of(ctx, net, CLIENT_SEED)?;
+    let server = &mut net.procs[index];
+    let first = server.wait_for("connection", ctx.within(Duration::from_secs(10)), |e| {
+        e["event"] == "connection"
+    })?;
+    if first["remote_public_key"] != client_key.as_str() {
+        return Err(format!(
+            "{who}: the first connection is not the real client's: {first}"
+        ));
+    }
+    ctx.say(&format!(
+        "{who}: garbage and wrong-key handshakes unanswered; genuine answered={}, replay answered={} (same reply={}); the first connection was the real client's",
+        genuine["answered"], replay["answered"], replay["same_as_first"]
+    ));
+    Ok(())
 }
 
 /// `conn-firewall-reject`.
