@@ -221,3 +221,65 @@ async fn relayed_streams_carry_data_both_ways() {
     assert!(rest.is_empty());
     assert_eq!(sa.closed().await, CloseReason::Ended);
 }
+
+/// A relayed stream moves to a direct path mid-transfer (hyperdht's upgrade from a blind
+/// relay): one side connects straight to the other, the other follows the first packet
+/// that comes from there, and the bytes arrive once and in order across the move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_stream_moves_to_a_direct_path_without_losing_a_byte() {
+    const PAT_LEN: u32 = 4_000_000;
+    use hyperswarm::udx::Udx;
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let relay = Udx::new();
+    let (tx, _rx) = mpsc::channel(16);
+    let rs = relay.bind(any, tx).await.unwrap();
+    let (a, _a_rx) = socket().await;
+    let (b, _b_rx) = socket().await;
+    let ra = relay.create_stream(Config::default());
+    let rb = relay.create_stream(Config::default());
+    let sa = a.udx().create_stream(Config::default());
+    let mut sb = b.udx().create_stream(Config::default());
+    ra.accept_first(sa.id()).unwrap();
+    rb.accept_first(sb.id()).unwrap();
+    ra.relay_to(&rb.watch()).unwrap();
+    rb.relay_to(&ra.watch()).unwrap();
+    sa.connect_relayed(&a, ra.id(), rs.local_addr(), sb.id())
+        .unwrap();
+    sb.connect_relayed(&b, rb.id(), rs.local_addr(), sa.id())
+        .unwrap();
+    assert!(sa.watch().is_relayed() && sb.watch().is_relayed());
+    // Both speak first (as SecretStream headers do), which binds each relay stream.
+    let mut sa = sa;
+    sa.write_all(b"a").await.unwrap();
+    sb.write_all(b"b").await.unwrap();
+    let mut one = [0u8; 1];
+    sa.read_exact(&mut one).await.unwrap();
+    sb.read_exact(&mut one).await.unwrap();
+
+    let pat: Vec<u8> = (0..PAT_LEN).map(|i| (i * 7 + i / 251) as u8).collect();
+    let expected = pat.clone();
+    let (b_addr, b_id) = (b.local_addr(), sb.id());
+    let writer = tokio::spawn(async move {
+        let (before, after) = pat.split_at(pat.len() / 3);
+        sa.write_all(before).await.unwrap();
+        // Some of `before` is still in flight through the relay when the path changes.
+        sa.connect(&a, b_id, b_addr).unwrap();
+        assert!(!sa.watch().is_relayed());
+        sa.write_all(after).await.unwrap();
+        sa.shutdown().await.unwrap();
+        sa
+    });
+    let mut got = Vec::new();
+    sb.read_to_end(&mut got).await.unwrap();
+    assert!(got == expected, "bytes lost or reordered across the move");
+    // The receiving side followed: it now sends straight to A, not to the relay.
+    let followed = tokio::time::timeout(std::time::Duration::from_secs(10), sb.watch().direct())
+        .await
+        .expect("B never followed A to the direct path")
+        .unwrap();
+    assert_ne!(followed, rs.local_addr());
+    sb.shutdown().await.unwrap();
+    let sa = writer.await.unwrap();
+    assert_eq!(sa.closed().await, CloseReason::Ended);
+    assert_eq!(sb.closed().await, CloseReason::Ended);
+}

@@ -15,7 +15,7 @@ use super::records::PeerRecord;
 use super::relay::pair_through;
 use super::{commands, peer_target, DhtError, HyperDht};
 use crate::rpc::{QueryOptions, UserRequest};
-use crate::udx::{Config, UdxStream};
+use crate::udx::{Config, StreamWatch};
 
 /// How long a side waits for the other to open the stream towards it (hyperdht's
 /// `HANDSHAKE_INITIAL_TIMEOUT`).
@@ -150,20 +150,41 @@ impl HyperDht {
             }),
             (None, None) => None,
         };
-        let direct = self.open_path(
-            &stream,
-            &d,
-            server_public_key,
-            remote_id,
-            our_firewall,
-            opts,
-        );
         let relay_conn = match relay {
             None => {
-                direct.await?;
+                self.open_path(
+                    &stream.watch(),
+                    &d,
+                    server_public_key,
+                    remote_id,
+                    our_firewall,
+                    opts,
+                )
+                .await?;
                 None
             }
             Some(plan) => {
+                // The direct paths run on their own: when the relay wins, a holepunch that
+                // completes later moves the stream off it (hyperdht's upgrade from a relay).
+                let direct = tokio::spawn({
+                    let (dht, d, watch) = (self.clone(), d.clone(), stream.watch());
+                    let server_public_key = *server_public_key;
+                    async move {
+                        let path = dht.open_path(
+                            &watch,
+                            &d,
+                            &server_public_key,
+                            remote_id,
+                            our_firewall,
+                            opts,
+                        );
+                        tokio::select! {
+                            r = path => r,
+                            _ = watch.closed() => Err(DhtError::Timeout),
+                        }
+                    }
+                });
+                let direct = async { direct.await.unwrap_or(Err(DhtError::Timeout)) };
                 let relay_keys = KeyPair::generate();
                 let relayed = pair_through(
                     self,
@@ -190,7 +211,7 @@ impl HyperDht {
     /// Connects the raw stream along the first path that works, as hyperdht's client does.
     async fn open_path(
         &self,
-        stream: &UdxStream,
+        stream: &StreamWatch,
         d: &Dialled,
         server_public_key: &[u8; 32],
         remote_id: u32,
@@ -202,7 +223,7 @@ impl HyperDht {
         stream
             .accept_first(remote_id)
             .map_err(|_| DhtError::Timeout)?;
-        if stream.socket().is_some() {
+        if stream.socket().is_some() && !stream.is_relayed() {
             return Ok(());
         }
         let remote = d.remote();
@@ -356,8 +377,8 @@ pub(crate) async fn race_relay(
 }
 
 /// Waits for the other side to open the stream towards us.
-pub(crate) async fn wait_connected(stream: &UdxStream) -> Result<(), DhtError> {
-    match tokio::time::timeout(PASSIVE_CONNECT_TIMEOUT, stream.connected()).await {
+pub(crate) async fn wait_connected(stream: &StreamWatch) -> Result<(), DhtError> {
+    match tokio::time::timeout(PASSIVE_CONNECT_TIMEOUT, stream.direct()).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(_)) | Err(_) => Err(DhtError::Timeout),
     }

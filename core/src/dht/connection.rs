@@ -118,9 +118,17 @@ impl Connection {
         self.relay = Some(Box::new(relay));
     }
 
-    /// Whether the connection runs through a blind relay.
+    /// Whether the connection runs through a blind relay now (false once it moved to a
+    /// direct path).
     pub fn is_relayed(&self) -> bool {
-        self.relay.is_some()
+        self.relay.is_some() && self.stream.watch().is_relayed()
+    }
+
+    /// Waits until the connection runs on a direct path (at once if it never was relayed):
+    /// a relayed connection moves when a holepunch completes after the relay won. Returns
+    /// the peer's address there; fails if the connection closes first.
+    pub async fn direct_path(&self) -> std::io::Result<SocketAddr> {
+        self.stream.watch().direct().await
     }
 
     /// The peer's static public key, authenticated by the handshake.

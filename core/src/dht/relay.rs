@@ -309,13 +309,10 @@ pub(crate) async fn pair_through(
                         if stream.socket().is_some() {
                             return Err(DhtError::RelayFailed);
                         }
-                        stream
-                            .connect(&socket, answer.id, addr)
-                            .map_err(|_| DhtError::RelayFailed)?;
                         // If the peer finds a direct path after all, its packets arrive
                         // from there and the stream follows.
                         stream
-                            .follow_direct(peer_stream_id, addr)
+                            .connect_relayed(&socket, answer.id, addr, peer_stream_id)
                             .map_err(|_| DhtError::RelayFailed)?;
                         return Ok(conn);
                     }

@@ -197,12 +197,13 @@ impl LocalServer {
             tokio::spawn(async move {
                 // While a holepunch runs (random punches can take half a minute) the path may
                 // still open; without one, the client has the usual time to reach us.
+                let watch = stream.watch();
                 let waited = async {
                     match punch_ended {
-                        None => wait_connected(&stream).await,
+                        None => wait_connected(&watch).await,
                         Some(ended) => {
                             tokio::select! {
-                                r = stream.connected() => r.map(|_| ()).map_err(|_| DhtError::Timeout),
+                                r = watch.direct() => r.map(|_| ()).map_err(|_| DhtError::Timeout),
                                 () = ended => match stream.socket() {
                                     Some(_) => Ok(()),
                                     None => Err(DhtError::Timeout),

@@ -694,6 +694,115 @@ impl StreamWatch {
         self.id
     }
 
+    /// See [`UdxStream::accept_first`].
+    pub fn accept_first(&self, remote_id: u32) -> io::Result<()> {
+        self.with(|slot| {
+            if slot.socket.is_some() {
+                return;
+            }
+            match slot.first_seen.take() {
+                Some((socket, from)) => {
+                    slot.stream.connect(remote_id, from);
+                    socket.inner.wake.notify_one();
+                    slot.socket = Some(socket);
+                    slot.wake_all();
+                }
+                None => slot.accept = Some(remote_id),
+            }
+        })
+    }
+
+    /// See [`UdxStream::remote_addr`].
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.with(|slot| slot.stream.remote_addr()).ok().flatten()
+    }
+
+    /// See [`UdxStream::socket`].
+    pub fn socket(&self) -> Option<UdxSocket> {
+        self.with(|slot| slot.socket.clone()).ok().flatten()
+    }
+
+    /// See [`UdxStream::connected`].
+    pub async fn connected(&self) -> io::Result<SocketAddr> {
+        poll_fn(|cx| {
+            self.with(|slot| {
+                if slot.socket.is_some() {
+                    if let Some(addr) = slot.stream.remote_addr() {
+                        return Poll::Ready(Ok(addr));
+                    }
+                }
+                if let Some(r) = slot.stream.is_closed() {
+                    return Poll::Ready(Err(closed_error(r)));
+                }
+                slot.watchers.push(cx.waker().clone());
+                Poll::Pending
+            })?
+        })
+        .await
+    }
+
+    /// See [`UdxStream::connect`]. A stream that followed a relay stops doing so: this is
+    /// its direct path.
+    pub fn connect(
+        &self,
+        socket: &UdxSocket,
+        remote_id: u32,
+        remote: SocketAddr,
+    ) -> io::Result<()> {
+        self.connect_path(socket, remote_id, remote, None)
+    }
+
+    fn connect_path(
+        &self,
+        socket: &UdxSocket,
+        remote_id: u32,
+        remote: SocketAddr,
+        follow: Option<(u32, SocketAddr)>,
+    ) -> io::Result<()> {
+        let old = self.with(|slot| {
+            if let Some(r) = slot.stream.is_closed() {
+                return Err(closed_error(r));
+            }
+            slot.stream.connect(remote_id, remote);
+            slot.accept = None;
+            slot.follow = follow;
+            let old = slot.socket.replace(socket.clone());
+            slot.wake_all();
+            Ok(old)
+        })??;
+        socket.inner.wake.notify_one();
+        if let Some(old) = old {
+            old.inner.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Waits until the stream is connected on a direct path, not through a blind relay
+    /// (connected by [`StreamWatch::connect`], by an accepted first packet, or moved off a
+    /// relay by the peer), and returns the peer's address. Fails if the stream closes first.
+    pub async fn direct(&self) -> io::Result<SocketAddr> {
+        poll_fn(|cx| {
+            self.with(|slot| {
+                if slot.socket.is_some() && slot.follow.is_none() {
+                    if let Some(addr) = slot.stream.remote_addr() {
+                        return Poll::Ready(Ok(addr));
+                    }
+                }
+                if let Some(r) = slot.stream.is_closed() {
+                    return Poll::Ready(Err(closed_error(r)));
+                }
+                slot.watchers.push(cx.waker().clone());
+                Poll::Pending
+            })?
+        })
+        .await
+    }
+
+    /// Whether the stream is on a blind relay's path (and would follow the peer off it).
+    pub fn is_relayed(&self) -> bool {
+        self.with(|slot| slot.follow.is_some()).unwrap_or(false)
+    }
+
     /// See [`UdxStream::relay_to`].
     pub fn relay_to(&self, dest: &StreamWatch) -> io::Result<()> {
         if !Arc::ptr_eq(&self.inner, &dest.inner) {
@@ -706,11 +815,13 @@ impl StreamWatch {
         self.with(|slot| slot.relay_to = Some(dest))
     }
 
-    /// Waits until the stream has a path (connected or accepted) or has closed.
-    pub async fn closed_or_connected(&self) {
+    /// Waits until the stream has a direct path (connected or accepted, not through a
+    /// blind relay) or has closed.
+    pub async fn closed_or_direct(&self) {
         poll_fn(|cx| {
             let r = self.with(|slot| {
-                if slot.socket.is_some() || slot.stream.is_closed().is_some() {
+                let direct = slot.socket.is_some() && slot.follow.is_none();
+                if direct || slot.stream.is_closed().is_some() {
                     Poll::Ready(())
                 } else {
                     slot.watchers.push(cx.waker().clone());
@@ -770,21 +881,7 @@ impl UdxStream {
         remote_id: u32,
         remote: SocketAddr,
     ) -> io::Result<()> {
-        let old = self.with(|slot| {
-            if let Some(r) = slot.stream.is_closed() {
-                return Err(closed_error(r));
-            }
-            slot.stream.connect(remote_id, remote);
-            slot.accept = None;
-            let old = slot.socket.replace(socket.clone());
-            slot.wake_all();
-            Ok(old)
-        })??;
-        socket.inner.wake.notify_one();
-        if let Some(old) = old {
-            old.inner.wake.notify_one();
-        }
-        Ok(())
+        self.watch().connect(socket, remote_id, remote)
     }
 
     /// Lets the first packet that arrives for this stream, on any socket of the instance,
@@ -792,20 +889,7 @@ impl UdxStream {
     /// learns which path a holepunch or relay opened).
     /// If a packet already came in, the stream connects to where it came from right away.
     pub fn accept_first(&self, remote_id: u32) -> io::Result<()> {
-        self.with(|slot| {
-            if slot.socket.is_some() {
-                return;
-            }
-            match slot.first_seen.take() {
-                Some((socket, from)) => {
-                    slot.stream.connect(remote_id, from);
-                    socket.inner.wake.notify_one();
-                    slot.socket = Some(socket);
-                    slot.wake_all();
-                }
-                None => slot.accept = Some(remote_id),
-            }
-        })
+        self.watch().accept_first(remote_id)
     }
 
     /// Makes this stream a relay to `dest` (another stream of the same instance): packets
@@ -822,6 +906,21 @@ impl UdxStream {
         self.with(|slot| slot.follow = Some((remote_id, relay)))
     }
 
+    /// Connects the stream through a blind relay at `relay` (the relay's stream
+    /// `relay_remote_id`) and follows the peer, whose stream is `peer_id`, to a direct path
+    /// if its packets start coming from one (see [`UdxStream::follow_direct`]). Until then
+    /// the stream does not count as directly connected ([`StreamWatch::direct`]).
+    pub fn connect_relayed(
+        &self,
+        socket: &UdxSocket,
+        relay_remote_id: u32,
+        relay: SocketAddr,
+        peer_id: u32,
+    ) -> io::Result<()> {
+        self.watch()
+            .connect_path(socket, relay_remote_id, relay, Some((peer_id, relay)))
+    }
+
     /// Packets from `addr` will not connect this stream through
     /// [`UdxStream::accept_first`] (JS's firewall hook ignoring the relay's traffic).
     pub fn accept_except(&self, addr: SocketAddr) -> io::Result<()> {
@@ -836,33 +935,19 @@ impl UdxStream {
 
     /// The peer's address, once connected.
     pub fn remote_addr(&self) -> Option<SocketAddr> {
-        self.with(|slot| slot.stream.remote_addr()).ok().flatten()
+        self.watch().remote_addr()
     }
 
     /// The socket the stream sends on, once connected.
     pub fn socket(&self) -> Option<UdxSocket> {
-        self.with(|slot| slot.socket.clone()).ok().flatten()
+        self.watch().socket()
     }
 
     /// Waits until the stream is connected (by [`UdxStream::connect`] or by the first packet
     /// after [`UdxStream::accept_first`]) and returns the peer's address. Fails if the stream
     /// closes first.
     pub async fn connected(&self) -> io::Result<SocketAddr> {
-        poll_fn(|cx| {
-            self.with(|slot| {
-                if slot.socket.is_some() {
-                    if let Some(addr) = slot.stream.remote_addr() {
-                        return Poll::Ready(Ok(addr));
-                    }
-                }
-                if let Some(r) = slot.stream.is_closed() {
-                    return Poll::Ready(Err(closed_error(r)));
-                }
-                slot.watchers.push(cx.waker().clone());
-                Poll::Pending
-            })?
-        })
-        .await
+        self.watch().connected().await
     }
 
     /// Waits until the stream has closed and says why.

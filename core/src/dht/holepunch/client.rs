@@ -13,7 +13,7 @@ use crate::dht::connect_messages::{
 use crate::dht::handshake::{errors, firewall};
 use crate::dht::{commands, peer_target, DhtError, HyperDht};
 use crate::rpc::NodeId;
-use crate::udx::UdxStream;
+use crate::udx::StreamWatch;
 
 /// Patience for one relayed PEER_HOLEPUNCH, and its resends.
 const HOLEPUNCH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -47,7 +47,7 @@ pub(crate) async fn holepunch(
     dht: &HyperDht,
     d: &Dialled,
     server_public_key: &[u8; 32],
-    stream: &UdxStream,
+    stream: &StreamWatch,
     remote_id: u32,
 ) -> Result<(), DhtError> {
     let remote = d.remote();
@@ -94,8 +94,9 @@ pub(crate) async fn holepunch(
         tokio::select! {
             probe = c.puncher.next_probe() => probe.map(Some),
             // The server may reach us first (its stream packet came through a punch
-            // socket of ours): then the stream is already connected.
-            r = stream.connected() => r.ok().map(|_| None),
+            // socket of ours): then the stream is already connected, or, on a relayed
+            // stream, has followed the server there.
+            r = stream.direct() => r.ok().map(|_| None),
         }
     })
     .await

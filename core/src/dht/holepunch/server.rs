@@ -200,7 +200,8 @@ impl Session {
                         self.puncher.echo(&probe).await;
                     }
                 }
-                _ = stream.closed_or_connected() => return,
+                // A relayed stream keeps punching: a direct path still replaces the relay.
+                _ = stream.closed_or_direct() => return,
                 _ = tokio::time::sleep_until(deadline) => return,
             }
         }
