@@ -125,6 +125,12 @@ fn await_refreshed(ctx: &Ctx, p: &mut Peer) -> Result<(), String> {
 /// never connected.
 fn tried_and_failed(ctx: &Ctx, p: &mut Peer, other: &Peer) -> Result<u64, String> {
     let i = info(ctx, p, other)?;
+    if connections(p, &other.key)? > 0 {
+        return Err(format!(
+            "{} connected to {}, which should have refused it",
+            p.label, other.label
+        ));
+    }
     let attempts = i["attempts"].as_u64().unwrap_or(0);
     if i["known"] != true || attempts == 0 {
         return Err(format!(
