@@ -1,6 +1,6 @@
 //! `join` and `chat`: Hyperswarm topics from the command line.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -57,6 +57,14 @@ pub struct SwarmArgs {
     /// holepunching them failed.
     #[arg(long)]
     relay_through: Option<String>,
+    /// Refuse connections with these public keys (64 hex characters, comma separated), both
+    /// ways; a refused peer is banned, as JS Hyperswarm's `firewall` option does.
+    #[arg(long, value_delimiter = ',')]
+    deny: Vec<String>,
+    /// Refuse connections with every public key but these (64 hex characters, comma
+    /// separated); combines with --deny.
+    #[arg(long, value_delimiter = ',')]
+    allow: Vec<String>,
     /// Start an in-process testnet of N DHT nodes on 127.0.0.1 and use it instead of
     /// --bootstrap (other processes join it with the `--bootstrap` address it prints).
     #[arg(long, conflicts_with = "bootstrap")]
@@ -77,8 +85,11 @@ pub struct JoinArgs {
     common: SwarmArgs,
 }
 
-/// `chat`: lines typed go to every peer; a line `/peer KEY[,KEY...]` instead adds peers to
-/// stay connected to (like `--peer`).
+/// `chat`: lines typed go to every peer. Lines that are commands instead:
+/// `/peer KEY[,KEY...]` adds peers to stay connected to (like `--peer`); `/leave` leaves the
+/// topic (unannouncing; connections stay, as in JS); `/refresh` runs the topic's discovery
+/// again and then flushes; `/ban KEY[,KEY...]` bans peers (never dialled or accepted again;
+/// open connections stay, as in JS); `/info KEY` reports what the swarm knows about a peer.
 #[derive(Args)]
 pub struct ChatArgs {
     #[command(flatten)]
@@ -197,11 +208,13 @@ async fn start(args: &SwarmArgs, out: Out) -> Result<Swarm<HyperDht>, String> {
         }
         None => args.bootstrap.list(),
     };
+    let firewall = firewall(args, out)?;
     let swarm = Swarm::new(SwarmConfig {
         key_pair: Some(identity(args)?),
         bootstrap: Some(bootstrap),
         options: SwarmOptions {
             relay_through,
+            firewall,
             ..SwarmOptions::default()
         },
         ..SwarmConfig::default()
@@ -223,8 +236,34 @@ async fn start(args: &SwarmArgs, out: Out) -> Result<Swarm<HyperDht>, String> {
     Ok(swarm)
 }
 
+/// The swarm's firewall from `--deny` and `--allow`, reporting each key it refuses (the
+/// swarm bans a refused key, so each is reported once).
+fn firewall(args: &SwarmArgs, out: Out) -> Result<Option<Arc<swarm::Refuse>>, String> {
+    let deny: HashSet<[u8; 32]> = parse_peers(args.deny.iter().map(String::as_str))?
+        .into_iter()
+        .collect();
+    let allow: HashSet<[u8; 32]> = parse_peers(args.allow.iter().map(String::as_str))?
+        .into_iter()
+        .collect();
+    if deny.is_empty() && allow.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(move |key: &[u8; 32]| {
+        let refused = deny.contains(key) || (!allow.is_empty() && !allow.contains(key));
+        if refused {
+            let key = hex::encode(key);
+            say(
+                out,
+                json!({"event": "firewalled", "remote_public_key": key}),
+                || format!("refused {key}"),
+            );
+        }
+        refused
+    })))
+}
+
 /// Reports the first round of the topic and the dials it led to.
-fn report_flush(swarm: &Arc<Swarm<HyperDht>>, d: swarm::Discovery, out: Out) {
+fn report_flush(swarm: &Arc<Swarm<HyperDht>>, d: Arc<swarm::Discovery>, out: Out) {
     let swarm = swarm.clone();
     tokio::spawn(async move {
         let announced = d.flushed().await;
@@ -274,7 +313,7 @@ pub async fn join(args: JoinArgs) -> Result<(), String> {
         json!({"event": "joined", "topic": hex::encode(topic)}),
         || format!("joined {}", hex::encode(topic)),
     );
-    report_flush(&swarm, d, out);
+    report_flush(&swarm, Arc::new(d), out);
 
     let stdin = Arc::new(tokio::sync::Mutex::new(tokio::io::stdin()));
     let mut extra = Vec::new();
@@ -409,7 +448,8 @@ pub async fn chat(args: ChatArgs) -> Result<(), String> {
         json!({"event": "joined", "topic": hex::encode(topic)}),
         || format!("joined {}", hex::encode(topic)),
     );
-    report_flush(&swarm, d, out);
+    let d = Arc::new(d);
+    report_flush(&swarm, d.clone(), out);
 
     let writers: Writers = Arc::default();
     let accepting = {
@@ -436,14 +476,9 @@ pub async fn chat(args: ChatArgs) -> Result<(), String> {
         async move {
             let mut lines = BufReader::new(tokio::io::stdin()).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(keys) = line.strip_prefix("/peer ") {
-                    match parse_peers(keys.split([',', ' '])) {
-                        Ok(keys) => {
-                            for k in keys {
-                                let _ = swarm.join_peer(k);
-                            }
-                        }
-                        Err(e) => say(out, json!({"event": "error", "message": e}), || e.clone()),
+                if line.starts_with('/') {
+                    if let Err(e) = command(&swarm, &d, &line, out).await {
+                        say(out, json!({"event": "error", "message": e}), || e.clone());
                     }
                     continue;
                 }
@@ -464,6 +499,82 @@ pub async fn chat(args: ChatArgs) -> Result<(), String> {
         r = wait_for_exit(false) => r?,
     }
     let _ = swarm.destroy().await;
+    Ok(())
+}
+
+/// Runs one of `chat`'s slash commands (see [`ChatArgs`]), reporting its outcome as an
+/// event; `Err` is a message for an `error` event.
+async fn command(
+    swarm: &Swarm<HyperDht>,
+    d: &swarm::Discovery,
+    line: &str,
+    out: Out,
+) -> Result<(), String> {
+    let (name, arg) = line.split_once(' ').unwrap_or((line, ""));
+    let keys = || parse_peers(arg.split([',', ' ']));
+    match name {
+        "/peer" => {
+            for k in keys()? {
+                swarm.join_peer(k).map_err(|e| e.to_string())?;
+            }
+        }
+        "/leave" => {
+            let topic = d.topic();
+            swarm.leave(topic).await.map_err(|e| e.to_string())?;
+            let topic = hex::encode(topic);
+            say(out, json!({"event": "left", "topic": topic}), || {
+                format!("left {topic}")
+            });
+        }
+        "/refresh" => {
+            let found = d.refresh().await.map_err(|e| e.to_string())?;
+            let flushed = swarm.flush().await;
+            say(
+                out,
+                json!({"event": "refreshed", "ok": found && flushed}),
+                || "discovery round done".to_string(),
+            );
+        }
+        "/ban" => {
+            for k in keys()? {
+                swarm.ban(k).map_err(|e| e.to_string())?;
+                // The answer comes after the ban was applied: commands run in order.
+                let banned = swarm.peer(k).await.is_some_and(|p| p.banned);
+                let key = hex::encode(k);
+                say(
+                    out,
+                    json!({"event": "banned", "remote_public_key": key, "banned": banned}),
+                    || format!("banned {key}"),
+                );
+            }
+        }
+        "/info" => {
+            for k in keys()? {
+                let info = swarm.peer(k).await;
+                let key = hex::encode(k);
+                let event = match &info {
+                    Some(p) => json!({
+                        "event": "peer_info",
+                        "remote_public_key": key,
+                        "known": true,
+                        "banned": p.banned,
+                        "explicit": p.explicit,
+                        "attempts": p.attempts,
+                        "topics": p.topics.iter().map(hex::encode).collect::<Vec<_>>(),
+                    }),
+                    None => json!({"event": "peer_info", "remote_public_key": key, "known": false}),
+                };
+                say(out, event, || match info {
+                    Some(p) => format!(
+                        "{key}: banned {}, explicit {}, {} failed attempts",
+                        p.banned, p.explicit, p.attempts
+                    ),
+                    None => format!("{key}: unknown"),
+                });
+            }
+        }
+        _ => return Err(format!("unknown command {name}")),
+    }
     Ok(())
 }
 

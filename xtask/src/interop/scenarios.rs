@@ -15,11 +15,12 @@ mod conn;
 mod records;
 mod relay;
 mod swarm;
+mod swarm_policy;
 mod udx;
 
-use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -236,6 +237,20 @@ pub static ALL: &[Scenario] = &[
         needs_cli: true,
         run: swarm::restart_js,
     },
+    Scenario {
+        name: "swarm-leave",
+        description: "2 Rust + 2 JS chat peers connected; one of each kind leaves the topic: JS and Rust newcomers connect to those that stayed, never to a leaver (two lookups do not find them: unannounced), and the leavers' connections stay open",
+        timeout: Duration::from_secs(90),
+        needs_cli: true,
+        run: swarm_policy::leave,
+    },
+    Scenario {
+        name: "swarm-firewall-ban",
+        description: "a Rust and then a JS swarm with --deny/--allow connects to the allowed peer of the other kind only, refusing the others before dialling and at the handshake; then each kind bans (/ban) a peer of the other: the connection stays until it ends, the restarted peer is refused and not dialled back",
+        timeout: Duration::from_secs(90),
+        needs_cli: true,
+        run: swarm_policy::firewall_ban,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Scenario> {
@@ -273,8 +288,9 @@ pub struct Ctx {
     log_dir: PathBuf,
     started: Instant,
     deadline: Instant,
-    /// Numbers the one-shot client processes so their logs sort in run order.
-    steps: Cell<usize>,
+    /// Numbers the one-shot client processes so their logs sort in run order (atomic so
+    /// a scenario may run independent rounds on threads).
+    steps: AtomicUsize,
 }
 
 impl Ctx {
@@ -285,7 +301,7 @@ impl Ctx {
             log_dir,
             started,
             deadline: started + s.timeout,
-            steps: Cell::new(0),
+            steps: AtomicUsize::new(0),
         }
     }
 
@@ -335,8 +351,7 @@ impl Ctx {
 
     /// A unique, ordered process name: `03-js-lookup`.
     fn step_name(&self, what: &str) -> String {
-        let n = self.steps.get() + 1;
-        self.steps.set(n);
+        let n = self.steps.fetch_add(1, Ordering::Relaxed) + 1;
         format!("{n:02}-{what}")
     }
 

@@ -15,10 +15,10 @@ const TOPIC: &str = "hyperswarm-rs interop topic";
 /// The connection picture must hold this long to count as settled.
 const STABLE: Duration = Duration::from_secs(5);
 
-struct Peer {
-    label: String,
-    proc: Proc,
-    key: String,
+pub(super) struct Peer {
+    pub label: String,
+    pub proc: Proc,
+    pub key: String,
 }
 
 fn seed(i: usize) -> String {
@@ -36,17 +36,33 @@ fn start_peer(
     greet: bool,
 ) -> Result<Peer, String> {
     let label = format!("{}-{op}-{i}", if js { "js" } else { "rs" });
+    let mut extra: Vec<String> = greet.then(|| "--greet".to_string()).into_iter().collect();
+    extra.extend(mode.map(str::to_string));
+    spawn_peer(ctx, js, i, label, op, TOPIC, &extra, boot)
+}
+
+/// Starts swarm peer number `i` (its seed) as `label` on `topic` with `extra` options, and
+/// waits for its public key.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn spawn_peer(
+    ctx: &Ctx,
+    js: bool,
+    i: usize,
+    label: String,
+    op: &str,
+    topic: &str,
+    extra: &[String],
+    boot: &str,
+) -> Result<Peer, String> {
     let s = seed(i);
     let mut proc = if js {
-        let mut args = strings(&[op, TOPIC, "--bootstrap", boot, "--seed", &s]);
-        args.extend(greet.then(|| "--greet".to_string()));
-        args.extend(mode.map(str::to_string));
+        let mut args = strings(&[op, topic, "--bootstrap", boot, "--seed", &s]);
+        args.extend_from_slice(extra);
         ctx.js(&label, "js-swarm.js", &args)?
     } else {
         let mut args = strings(&[op, "--json", "--bootstrap", boot, "--seed", &s]);
-        args.extend(greet.then(|| "--greet".to_string()));
-        args.extend(mode.map(str::to_string));
-        args.push(TOPIC.to_string());
+        args.extend_from_slice(extra);
+        args.push(topic.to_string());
         ctx.rs(&label, &args)?
     };
     let ready = proc.wait_event("ready", ctx.within(Duration::from_secs(60)))?;
@@ -58,7 +74,7 @@ fn start_peer(
 }
 
 /// A peer's open connections by remote key (ids), from its connection/closed events.
-fn live(events: &[Value]) -> BTreeMap<String, BTreeSet<u64>> {
+pub(super) fn live(events: &[Value]) -> BTreeMap<String, BTreeSet<u64>> {
     let mut open: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
     for e in events {
         let (Some(key), Some(id)) = (e["remote_public_key"].as_str(), e["id"].as_u64()) else {
@@ -120,7 +136,11 @@ fn pair_problems(peers: &[Peer], greeted_through: bool) -> Vec<String> {
 }
 
 /// Waits until every pair is connected exactly once, and stays so for [`STABLE`].
-fn await_pairs(peers: &mut [Peer], greeted: bool, deadline: Instant) -> Result<(), String> {
+pub(super) fn await_pairs(
+    peers: &mut [Peer],
+    greeted: bool,
+    deadline: Instant,
+) -> Result<(), String> {
     let mut settled_since: Option<Instant> = None;
     loop {
         for p in peers.iter_mut() {
