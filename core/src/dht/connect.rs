@@ -131,6 +131,7 @@ impl HyperDht {
         let d = self
             .handshake_with(key_pair, server_public_key, &payload)
             .await?;
+        tracing::debug!(relay = %d.relay, server = %d.server_address, relayed = d.relayed, "handshake done");
         let remote_id = d
             .remote()
             .udx
@@ -315,6 +316,7 @@ impl HyperDht {
                 continue;
             }
             attempted = true;
+            tracing::debug!(relay = %reply.from, "sending message 1");
             let req = UserRequest {
                 command: commands::PEER_HANDSHAKE,
                 target: Some(target),

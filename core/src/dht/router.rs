@@ -127,6 +127,7 @@ fn answer_as_server(
     let Some((message2, punch_socket)) = server.respond(now, &hs.noise, client, direct) else {
         return;
     };
+    tracing::debug!(%client, relay = %req.from, punch_socket = punch_socket.is_some(), "message 1 answered");
     let (next, answer) = match hs.mode {
         HandshakeMode::FromClient => {
             let reply = HandshakeMessage {

@@ -148,7 +148,13 @@ impl LocalServer {
                     stream = Some(s);
                     Some(p)
                 })?;
-        let mut reply_socket = None;
+        // A repeated message 1 (the client resends when the reply was lost) gets the cached
+        // reply from the same punch socket, so the relay reports the same address again.
+        let mut reply_socket = self
+            .punches
+            .values()
+            .find(|p| p.replies_with(&message2))
+            .map(|p| p.socket().clone());
         let mut punch_ended = None;
         if let (Some(Handshaken { outcome, remote }), Some(stream)) = (session, stream) {
             let remote_id = remote.udx.as_ref().map(|u| u.id as u32)?;
@@ -166,9 +172,10 @@ impl LocalServer {
                     relays: self.relays.iter().map(|r| r.relay_address).collect(),
                     allowed: self.holepunch,
                 };
-                if let Ok(p) =
+                if let Ok(mut p) =
                     ServerPunch::start(setup, &outcome.hash, remote.firewall, stream.watch())
                 {
+                    p.set_reply(&message2);
                     reply_socket = Some(p.socket().clone());
                     punch_ended = Some(p.ended());
                     self.punches.insert(punch_id, p);

@@ -327,7 +327,16 @@ impl UdxSocket {
     /// Sends a raw datagram if the socket can take it now (handlers that cannot await);
     /// a full socket buffer drops it, like any lost datagram.
     pub fn try_send_to(&self, payload: &[u8], to: SocketAddr) -> io::Result<usize> {
-        self.inner.udp.try_send_to(payload, to)
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // Straight to the kernel, not through tokio's readiness: a socket bound a moment
+        // ago has no writable event from the reactor yet, and tokio's `try_send_to` would
+        // drop this datagram (a server's first reply from a fresh punch socket, lost one
+        // time in two, cost its client a one-second resend).
+        let fd = self.inner.udp.as_raw_fd();
+        // SAFETY: `fd` stays open for the whole call (we hold the socket), and ManuallyDrop
+        // keeps this borrowed view from closing it.
+        let udp = std::mem::ManuallyDrop::new(unsafe { std::net::UdpSocket::from_raw_fd(fd) });
+        udp.send_to(payload, to)
     }
 
     /// Sends a raw datagram with a one-off IP TTL (holepunching opens the local NAT mapping

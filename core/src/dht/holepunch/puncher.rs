@@ -146,6 +146,7 @@ impl Puncher {
                 });
             }
             while let Some(Ok((node, res))) = pings.join_next().await {
+                tracing::debug!(%node, seen = ?res.as_ref().and_then(|r| r.to), "sample");
                 if let Some(to) = res.and_then(|r| r.to) {
                     self.nat.add(to, node);
                 }

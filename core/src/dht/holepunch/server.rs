@@ -62,6 +62,9 @@ pub(crate) struct ServerPunch {
     tx: mpsc::Sender<HolepunchRelayed>,
     socket: Arc<PunchSocket>,
     task: tokio::task::AbortHandle,
+    /// Message 2 of the handshake this punch belongs to: a repeated message 1 gets the
+    /// same reply, which must leave from the same socket.
+    reply: Vec<u8>,
 }
 
 impl Drop for ServerPunch {
@@ -110,7 +113,18 @@ impl ServerPunch {
             tx,
             socket,
             task: task.abort_handle(),
+            reply: Vec::new(),
         })
+    }
+
+    /// Records message 2, which this punch's socket sends.
+    pub(crate) fn set_reply(&mut self, message2: &[u8]) {
+        self.reply = message2.to_vec();
+    }
+
+    /// Whether `message2` is this punch's reply.
+    pub(crate) fn replies_with(&self, message2: &[u8]) -> bool {
+        self.reply == message2
     }
 
     /// A future that resolves when the holepunch task has ended (gave up, or its stream
