@@ -765,6 +765,28 @@ async fn a_peer_that_cannot_be_holepunched_is_dialled_through_the_relay() {
     assert!(lone.stats().client.attempted >= 2);
 }
 
+/// Behind a random NAT of our own, the first dial already pairs through the relay, as JS
+/// hyperswarm's default relay policy does; without that, only after a failed dial.
+#[tokio::test(start_paused = true)]
+async fn behind_a_random_nat_the_first_dial_uses_the_relay() {
+    let mut net = MemNet::new(LATENCY);
+    net.randomized = true;
+    let server = swarm(&net, 2);
+    server.listen().await.unwrap();
+    let relay = key(50).public_key();
+    let c = Swarm::with_network(
+        net.clone(),
+        key(1),
+        SwarmOptions {
+            relay_through: Some(relay),
+            ..options(1)
+        },
+    );
+    c.join_peer(server.public_key()).unwrap();
+    until(&c, "connected", |s| s.connections == 1).await;
+    assert_eq!(net.log(|l| l.relayed.clone()), vec![Some(relay)]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn reconfiguring_a_session_switches_between_lookup_and_announce() {
     let net = MemNet::new(LATENCY);

@@ -66,6 +66,12 @@ pub struct NodeState {
 }
 
 impl NodeState {
+    /// Whether our NAT maps each destination to a different port (the nodes agree on our
+    /// host but not on a port): dht-rpc's `randomized`.
+    pub fn randomized(&self) -> bool {
+        self.public_address.0.is_some() && self.public_address.1 == 0
+    }
+
     fn of(node: &RpcNode) -> Self {
         NodeState {
             id: node.id(),

@@ -67,6 +67,10 @@ impl Network for HyperDht {
             .await?)
     }
 
+    fn randomized(&self) -> bool {
+        self.node().state().randomized()
+    }
+
     async fn listen(
         &self,
         key_pair: &KeyPair,

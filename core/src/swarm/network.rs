@@ -97,6 +97,13 @@ pub trait Network: Clone + Send + Sync + 'static {
         relay_through: Option<[u8; 32]>,
     ) -> impl Future<Output = Result<Self::Stream, NetworkError>> + Send;
 
+    /// Whether our own NAT gives every destination a different port (dht-rpc's
+    /// `randomized`): holepunches from here are slow or impossible, so JS hyperswarm pairs
+    /// through its blind relay at once.
+    fn randomized(&self) -> bool {
+        false
+    }
+
     /// Starts answering handshakes for `key_pair`; `refuse` is asked about each client.
     fn listen(
         &self,

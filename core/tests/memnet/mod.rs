@@ -124,6 +124,8 @@ pub struct MemNet {
     pub keepalive: Option<Duration>,
     /// Peers can only reach each other through a blind relay (holepunching fails).
     pub needs_relay: bool,
+    /// What every peer's NAT looks like: random when set.
+    pub randomized: bool,
 }
 
 impl MemNet {
@@ -133,6 +135,7 @@ impl MemNet {
             latency,
             keepalive: None,
             needs_relay: false,
+            randomized: false,
         }
     }
 
@@ -184,6 +187,10 @@ impl Drop for MemListener {
 impl Network for MemNet {
     type Stream = MemStream;
     type Listener = MemListener;
+
+    fn randomized(&self) -> bool {
+        self.randomized
+    }
 
     async fn connect(
         &self,

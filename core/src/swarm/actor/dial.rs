@@ -209,7 +209,12 @@ impl<N: Network> Actor<N> {
             .get(&key)
             .map(|p| (p.relay_addresses.clone(), p.force_relaying))
             .unwrap_or_default();
-        let relay_through = self.opts.relay_through.filter(|_| force_relaying);
+        // As JS hyperswarm's default relay policy: relay when a dial failed in a way only
+        // a relay fixes, or when our own NAT is random.
+        let relay_through = self
+            .opts
+            .relay_through
+            .filter(|_| force_relaying || self.net.randomized());
         self.next_id += 1;
         let id = self.next_id;
         let (net, kp, ev) = (self.net.clone(), self.key_pair.clone(), self.ev_tx.clone());
