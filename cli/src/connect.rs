@@ -194,18 +194,44 @@ pub async fn relay(args: RelayArgs) -> Result<(), String> {
 }
 
 /// Echoes everything until the peer ends, then ends and waits for the clean close.
+/// How long an echo may see no progress before it logs its state.
+const STALL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Awaits `step`, logging the stream's state every [`STALL`] it takes.
+async fn logging_stalls<F: std::future::Future>(
+    step: F,
+    what: &str,
+    key: &str,
+    total: u64,
+    watch: &hyperswarm::udx::StreamWatch,
+) -> F::Output {
+    tokio::pin!(step);
+    loop {
+        tokio::select! {
+            r = &mut step => return r,
+            () = tokio::time::sleep(STALL) => tracing::warn!(
+                key,
+                total,
+                state = watch.diagnostics().unwrap_or_default(),
+                "echo stalled {what}"
+            ),
+        }
+    }
+}
+
 async fn echo(mut conn: Connection, json: bool) {
     let out = Out { json };
     let key = hex::encode(conn.remote_public_key());
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;
+    let watch = conn.watch();
     let result: std::io::Result<()> = async {
         loop {
-            let n = conn.read(&mut buf).await?;
+            let n = logging_stalls(conn.read(&mut buf), "reading", &key, total, &watch).await?;
             if n == 0 {
                 break;
             }
-            conn.write_all(&buf[..n]).await?;
+            logging_stalls(conn.write_all(&buf[..n]), "writing", &key, total, &watch).await?;
             total += n as u64;
         }
         conn.shutdown().await

@@ -233,3 +233,54 @@ async fn blind_relay_carries_the_connection() {
     assert!(server_relayed);
     assert_eq!(reason, hyperswarm::udx::CloseReason::Ended);
 }
+
+/// A write that returned has left the connection: a peer that writes until the stream is
+/// full and then only reads (an echo server's last chunk) never holds back ciphertext
+/// waiting for a flush it will not call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn written_bytes_go_out_without_a_flush() {
+    use std::future::poll_fn;
+    use std::pin::Pin;
+    use std::task::Poll;
+    use std::time::Duration;
+    use tokio::io::AsyncWrite;
+    let net = Testnet::new(5, LOOPBACK).await.unwrap();
+    let server_dht = net.client().await.unwrap();
+    let client_dht = net.client().await.unwrap();
+    let server_kp = KeyPair::generate();
+    let mut server = server_dht.listen(&server_kp, None).await.unwrap();
+    let byte = |i: usize| (i % 241) as u8;
+    let (total_tx, total_rx) = tokio::sync::oneshot::channel();
+    let writer = tokio::spawn(async move {
+        let mut conn = server.accept().await.unwrap();
+        // The client reads nothing yet: write until a write would wait for room.
+        let mut written = 0usize;
+        loop {
+            let chunk: Vec<u8> = (written..written + 65536).map(byte).collect();
+            let once = poll_fn(|cx| Poll::Ready(Pin::new(&mut conn).poll_write(cx, &chunk)));
+            match once.await {
+                Poll::Ready(n) => written += n.unwrap(),
+                Poll::Pending => break,
+            }
+        }
+        total_tx.send(written).unwrap();
+        // No flush: the next thing this side does is wait for the peer.
+        let mut ack = [0u8; 4];
+        conn.read_exact(&mut ack).await.unwrap();
+        assert_eq!(&ack, b"done");
+    });
+    let mut conn = client_dht
+        .connect(&KeyPair::generate(), &server_kp.public_key())
+        .await
+        .unwrap();
+    let total = total_rx.await.unwrap();
+    let mut got = vec![0u8; total];
+    tokio::time::timeout(Duration::from_secs(30), conn.read_exact(&mut got))
+        .await
+        .expect("the last bytes written never arrived")
+        .unwrap();
+    assert!(got.iter().enumerate().all(|(i, b)| *b == byte(i)));
+    conn.write_all(b"done").await.unwrap();
+    conn.flush().await.unwrap();
+    writer.await.unwrap();
+}

@@ -67,9 +67,13 @@ function fail (msg) {
 
 /** Hard deadline for the whole script: exit 1 if it has not finished by then.
  *  Returns the timer so a long-running script can clear it once its work is done. */
+/** Called with no arguments when the watchdog fires, to log what was stuck. */
+const onTimeout = []
+
 function watchdog (seconds) {
   const t = setTimeout(() => {
     log(`timed out after ${seconds}s`)
+    for (const f of onTimeout) f()
     process.exit(1)
   }, seconds * 1000)
   t.unref()
@@ -84,4 +88,4 @@ function run (main) {
   })
 }
 
-module.exports = { parseArgs, parseAddrs, parseAddr, emit, log, hex, parseTarget, fail, watchdog, run }
+module.exports = { parseArgs, parseAddrs, parseAddr, emit, log, hex, parseTarget, fail, watchdog, onTimeout, run }

@@ -18,7 +18,7 @@
 const HyperDHT = require('hyperdht')
 const crypto = require('crypto')
 const b4a = require('b4a')
-const { parseArgs, parseAddrs, emit, log, hex, fail, watchdog, run } = require('./common')
+const { parseArgs, parseAddrs, emit, log, hex, fail, watchdog, onTimeout, run } = require('./common')
 
 const [op, ...rest] = process.argv.slice(2)
 const args = parseArgs(rest, {
@@ -119,6 +119,26 @@ run(async () => {
         emit({ event: 'connected', index, remote_public_key: hex(conn.remotePublicKey), remote_address: remoteAddress })
         // secret-stream frames each write whole, and a frame holds at most 16 MiB - 1.
         for (let at = 0; at < n; at += 65536) conn.write(data.subarray(at, at + 65536))
+      })
+      // A stalled transfer shows where it stopped.
+      onTimeout.push(() => {
+        const raw = conn.rawStream
+        log('stuck connection', JSON.stringify({
+          index,
+          got,
+          writableLength: conn.writableLength,
+          rawWritableLength: raw && raw.writableLength,
+          rawReadableLength: raw && raw.readableLength,
+          inflight: raw && raw.inflight,
+          cwnd: raw && raw.cwnd,
+          rtt: raw && raw.rtt,
+          rtoCount: raw && raw.rtoCount,
+          retransmits: raw && raw.retransmits,
+          bytesTransmitted: raw && raw.bytesTransmitted,
+          bytesReceived: raw && raw.bytesReceived,
+          packetsTransmitted: raw && raw.packetsTransmitted,
+          packetsReceived: raw && raw.packetsReceived
+        }))
       })
       conn.on('data', (d) => {
         if (firstByteMs === null) firstByteMs = performance.now() - started

@@ -309,6 +309,10 @@ impl AsyncWrite for Connection {
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
+        // Room first, then the frame goes into the stream whole: a write that returned
+        // leaves nothing behind in this connection, so no later flush is needed to send it
+        // (an echo that writes and then only reads would otherwise hold its last frame).
+        ready!(this.stream.poll_write_ready(cx))?;
         let n = data.len().min(CHUNK);
         {
             let mut tx = this.shared.lock();
@@ -316,13 +320,9 @@ impl AsyncWrite for Connection {
                 .crypto
                 .encrypt(&data[..n])
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            tx.out = frame;
-            tx.out_at = 0;
+            this.stream.write_whole(&frame)?;
         }
         this.shared.wrote.store(true, Ordering::Relaxed);
-        // The bytes are ours now; whatever the stream does not take yet goes on the next
-        // write or flush.
-        let _ = this.poll_drain(cx)?;
         Poll::Ready(Ok(n))
     }
 

@@ -750,6 +750,21 @@ impl StreamWatch {
         .await
     }
 
+    /// The stream's flow-control state ([`Stream::diagnostics`](super::Stream::diagnostics))
+    /// and which tasks wait on it, for diagnosing a transfer that stopped.
+    pub fn diagnostics(&self) -> Option<String> {
+        self.with(|s| {
+            format!(
+                "{} | reader_waiting={} writer_waiting={} socket={}",
+                s.stream.diagnostics(),
+                s.reader.is_some(),
+                s.writer.is_some(),
+                s.socket.is_some()
+            )
+        })
+        .ok()
+    }
+
     /// See [`UdxStream::connect`]. A stream that followed a relay stops doing so: this is
     /// its direct path.
     pub fn connect(
@@ -936,6 +951,39 @@ impl UdxStream {
         self.with(|slot| slot.accept_except = Some(addr))
     }
 
+    /// Ready once the send buffer has room (or the stream can no longer be written, which
+    /// is an error).
+    pub fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.with(|slot| {
+            if let Some(r) = slot.stream.is_closed() {
+                return Poll::Ready(Err(closed_error(r)));
+            }
+            if slot.stream.is_write_ended() {
+                return Poll::Ready(Err(io::Error::from(io::ErrorKind::BrokenPipe)));
+            }
+            if slot.stream.has_room() {
+                return Poll::Ready(Ok(()));
+            }
+            slot.writer = Some(cx.waker().clone());
+            Poll::Pending
+        })?
+    }
+
+    /// Queues all of `data` at once (see [`Stream::write_whole`](super::Stream::write_whole)):
+    /// after [`UdxStream::poll_write_ready`], for a frame that must not be split.
+    pub fn write_whole(&self, data: &[u8]) -> io::Result<()> {
+        self.with(|slot| {
+            if let Some(r) = slot.stream.is_closed() {
+                return Err(closed_error(r));
+            }
+            if !slot.stream.write_whole(data) {
+                return Err(io::Error::from(io::ErrorKind::BrokenPipe));
+            }
+            slot.poke();
+            Ok(())
+        })?
+    }
+
     /// Writes all of `data` if nothing else is waiting to be sent (see
     /// [`StreamWatch::write_if_idle`]).
     pub fn write_if_idle(&self, data: &[u8]) -> io::Result<bool> {
@@ -980,6 +1028,11 @@ impl UdxStream {
     /// The stream's counters.
     pub fn stats(&self) -> Option<super::Stats> {
         self.with(|s| s.stream.stats()).ok()
+    }
+
+    /// See [`StreamWatch::diagnostics`].
+    pub fn diagnostics(&self) -> Option<String> {
+        self.watch().diagnostics()
     }
 
     /// Sends one unreliable MESSAGE packet.

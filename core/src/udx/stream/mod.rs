@@ -295,6 +295,39 @@ impl Stream {
         self.remote = Some((remote_id, remote_addr));
     }
 
+    /// A one-line summary of the flow-control state (windows, queues, timers), for
+    /// diagnosing a transfer that stopped.
+    pub fn diagnostics(&self) -> String {
+        format!(
+            "send_buf={} unsent={} outgoing={} inflight={} retransmit={} peer_rwnd={} cwnd={} \
+             write_blocked={} end_queued={} end_sent={} rto_at={} probe_at={} tlp_at={} \
+             probe_due={} | recv_buf={} ooo={} ooo_bytes={} last_window={} ack_owed={} \
+             remote_end={:?} closed={:?} | {:?}",
+            self.send_buf.len(),
+            self.send_buf.len() as u64 - (self.send_next - self.send_base),
+            self.outgoing.len(),
+            self.inflight,
+            self.retransmit.len(),
+            self.send_rwnd,
+            self.cc.cwnd(),
+            self.write_blocked,
+            self.end_queued,
+            self.end_sent,
+            self.rto_at.is_some(),
+            self.probe_at.is_some(),
+            self.tlp_at.is_some(),
+            self.probe_due,
+            self.recv_buf.len(),
+            self.ooo.len(),
+            self.ooo_bytes,
+            self.last_window,
+            self.ack_owed,
+            self.remote_end,
+            self.closed,
+            self.stats,
+        )
+    }
+
     /// Our stream id: the one the peer writes at offset 4.
     pub fn local_id(&self) -> u32 {
         self.local_id
@@ -386,6 +419,29 @@ impl Stream {
             self.write_blocked = true;
         }
         n
+    }
+
+    /// Whether [`Stream::write`] would take at least one byte now. When it would not, the
+    /// writer is owed a [`Event::Writable`] once the buffer drains, as after a short write.
+    pub fn has_room(&mut self) -> bool {
+        let room =
+            !self.end_queued && self.closed.is_none() && self.unsent() < self.config.send_buffer;
+        if !room {
+            self.write_blocked = true;
+        }
+        room
+    }
+
+    /// Queues all of `data`, past the send buffer's bound if need be, and says whether it
+    /// could (false once ended or closed). For framed writers that check [`Stream::has_room`]
+    /// first: a frame whose cipher state has advanced must go out whole, and the bound is
+    /// exceeded by less than one frame.
+    pub fn write_whole(&mut self, data: &[u8]) -> bool {
+        if self.end_queued || self.closed.is_some() {
+            return false;
+        }
+        self.send_buf.extend(data);
+        true
     }
 
     /// Ends our write side once everything written has been sent: an END packet follows the
