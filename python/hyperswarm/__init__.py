@@ -169,26 +169,35 @@ class Connection:
 
     async def read(self, n: int = MAX_READ) -> bytes:
         """Up to ``n`` bytes, as soon as any arrived; ``b""`` at the end of the stream."""
-        return await self._native.read(n)
+        native = self._native
+        while True:
+            # Taking is synchronous, so a cancellation can only hit the wait, never
+            # bytes on their way to us.
+            data = native.take(n)
+            if data is not None:
+                return data
+            await native.readable()
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes; ``asyncio.IncompleteReadError`` if the stream ends first."""
         parts = []
         got = 0
         while got < n:
-            chunk = await self._native.read(n - got)
+            chunk = await self.read(n - got)
             if not chunk:
                 raise asyncio.IncompleteReadError(b"".join(parts), n)
             parts.append(chunk)
             got += len(chunk)
         return b"".join(parts)
 
-    async def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
-        """Sends ``data``; returns once the connection took it (awaiting is the backpressure)."""
+    def write(self, data: Union[bytes, bytearray, memoryview]) -> "asyncio.Future[None]":
+        """Sends ``data``; the future resolves once the connection took it (awaiting it is
+        the backpressure). The write starts at once; if the future is cancelled the data
+        is still sent in full, in order."""
         _check_bytes("data", data)
         if isinstance(data, memoryview):
             data = data.tobytes()
-        await self._native.write(data)
+        return self._native.write(data)
 
     async def end(self) -> None:
         """Ends our side after everything written; we can still read until the peer ends."""
@@ -216,7 +225,7 @@ class Connection:
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         while True:
-            chunk = await self._native.read(MAX_READ)
+            chunk = await self.read(MAX_READ)
             if not chunk:
                 return
             yield chunk

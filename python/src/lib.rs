@@ -4,7 +4,7 @@
 //!
 //! Every async method returns an asyncio awaitable (pyo3-async-runtimes) whose Rust side
 //! runs on the facade's one tokio runtime. Cancelling the awaitable drops the Rust future;
-//! the reads below are written so that dropping one mid-way loses no data.
+//! reads are split into a wait (cancellable) and a synchronous take, so no data is lost.
 
 use std::sync::Arc;
 
@@ -13,8 +13,9 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict};
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
+use std::sync::Mutex as StdMutex;
+
+use tokio::sync::watch;
 
 pyo3::create_exception!(
     hyperswarm,
@@ -110,19 +111,6 @@ fn err(e: b::Error) -> PyErr {
 
 fn invalid_argument(message: String) -> PyErr {
     err(b::Error::new(b::ErrorCode::InvalidArgument, message))
-}
-
-/// Bytes handed to Python as `bytes` (a `Vec<u8>` would become a `list[int]`).
-struct Bytes(Vec<u8>);
-
-impl<'py> IntoPyObject<'py> for Bytes {
-    type Target = PyBytes;
-    type Output = Bound<'py, PyBytes>;
-    type Error = std::convert::Infallible;
-
-    fn into_pyobject(self, py: Python<'py>) -> Result<Self::Output, Self::Error> {
-        Ok(PyBytes::new(py, &self.0))
-    }
 }
 
 fn awaitable<'py, T, F>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
@@ -435,30 +423,110 @@ impl Discovery {
     }
 }
 
-/// Reading state kept across calls, so a cancelled read loses nothing: the chunk a
-/// cancelled call was waiting for is still delivered to the next call.
+/// What has been read from a connection and not handed to Python yet.
 #[derive(Default)]
-struct Reads {
-    /// A read of the facade still running (its caller may have been cancelled).
-    pending: Option<JoinHandle<b::Result<Option<Vec<u8>>>>>,
-    /// Bytes read but not yet handed out (the caller asked for fewer).
+struct ReadState {
     leftover: Vec<u8>,
     eof: bool,
+    error: Option<b::Error>,
+    /// A read of the facade is in flight.
+    reading: bool,
+}
+
+/// Reads on the runtime into a buffer that Python takes from synchronously. Only the
+/// wait for data is awaited, and a cancelled wait loses nothing: data never sits in a
+/// future that asyncio might cancel after it completed.
+struct Reader {
+    conn: Arc<b::ConnectionHandle>,
+    state: StdMutex<ReadState>,
+    /// Bumped whenever a read lands.
+    landed: watch::Sender<u64>,
+}
+
+impl Reader {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReadState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ready(st: &ReadState) -> bool {
+        !st.leftover.is_empty() || st.eof || st.error.is_some()
+    }
+
+    /// Starts a read unless one is in flight or something is waiting to be taken.
+    fn start(self: &Arc<Self>, st: &mut ReadState) {
+        if st.reading || Self::ready(st) {
+            return;
+        }
+        st.reading = true;
+        let this = self.clone();
+        b::runtime().spawn(async move {
+            let res = this.conn.read(b::MAX_READ).await;
+            {
+                let mut st = this.lock();
+                st.reading = false;
+                match res {
+                    Ok(Some(chunk)) => st.leftover.extend_from_slice(&chunk),
+                    Ok(None) => st.eof = true,
+                    Err(e) => st.error = Some(e),
+                }
+            }
+            this.landed.send_modify(|n| *n = n.wrapping_add(1));
+        });
+    }
+
+    async fn readable(self: Arc<Self>) {
+        // Subscribed before looking, so a read landing in between still wakes us.
+        let mut landed = self.landed.subscribe();
+        loop {
+            {
+                let mut st = self.lock();
+                if Self::ready(&st) {
+                    return;
+                }
+                self.start(&mut st);
+            }
+            if landed.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn take(self: &Arc<Self>, n: usize) -> Result<Option<Vec<u8>>, b::Error> {
+        let mut st = self.lock();
+        if !st.leftover.is_empty() {
+            let take = n.min(st.leftover.len());
+            let rest = st.leftover.split_off(take);
+            let out = std::mem::replace(&mut st.leftover, rest);
+            // Read ahead while Python works on this chunk.
+            self.start(&mut st);
+            return Ok(Some(out));
+        }
+        if let Some(e) = &st.error {
+            return Err(e.clone());
+        }
+        if st.eof {
+            return Ok(Some(Vec::new()));
+        }
+        self.start(&mut st);
+        Ok(None)
+    }
 }
 
 /// An encrypted connection to a peer (see `hyperswarm.Connection`).
 #[pyclass(module = "hyperswarm._native", frozen)]
 struct Connection {
     inner: Arc<b::ConnectionHandle>,
-    reads: Arc<Mutex<Reads>>,
+    reader: Arc<Reader>,
 }
 
 impl Connection {
     fn new(inner: Arc<b::ConnectionHandle>) -> Self {
-        Connection {
-            inner,
-            reads: Arc::default(),
-        }
+        let reader = Arc::new(Reader {
+            conn: inner.clone(),
+            state: StdMutex::default(),
+            landed: watch::channel(0).0,
+        });
+        Connection { inner, reader }
     }
 }
 
@@ -482,36 +550,27 @@ impl Connection {
         self.inner.is_initiator()
     }
 
-    /// Up to `n` bytes (at least one), `b""` at the end of the stream.
-    fn read<'py>(&self, py: Python<'py>, n: i64) -> PyResult<Bound<'py, PyAny>> {
+    /// Up to `n` bytes already read (`b""` at the end of the stream), or `None` when
+    /// nothing is there yet (await `readable()`, then take again). Raises the error
+    /// that ended the stream.
+    fn take<'py>(&self, py: Python<'py>, n: i64) -> PyResult<Option<Bound<'py, PyBytes>>> {
         if n < 1 {
-            return Err(invalid_argument(format!(
-                "read(n) needs n >= 1, got {n}"
-            )));
+            return Err(invalid_argument(format!("read(n) needs n >= 1, got {n}")));
         }
         let n = usize::try_from(n).unwrap_or(usize::MAX);
-        let inner = self.inner.clone();
-        let reads = self.reads.clone();
+        Ok(self
+            .reader
+            .take(n)
+            .map_err(err)?
+            .map(|v| PyBytes::new(py, &v)))
+    }
+
+    /// Resolves once `take` has something to return. Cancelling it loses nothing.
+    fn readable<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let reader = self.reader.clone();
         awaitable(py, async move {
-            let mut st = reads.lock().await;
-            if st.leftover.is_empty() && !st.eof {
-                // Kept in `st` while awaited: if this call is cancelled here, the guard is
-                // dropped and the next call awaits the same read.
-                let handle = st.pending.get_or_insert_with(|| {
-                    b::runtime().spawn(async move { inner.read(b::MAX_READ).await })
-                });
-                let res = handle.await;
-                st.pending = None;
-                match res {
-                    Err(e) => return Err(InternalError::new_err(format!("read task: {e}"))),
-                    Ok(Err(e)) => return Err(err(e)),
-                    Ok(Ok(None)) => st.eof = true,
-                    Ok(Ok(Some(chunk))) => st.leftover = chunk,
-                }
-            }
-            let take = n.min(st.leftover.len());
-            let rest = st.leftover.split_off(take);
-            Ok(Bytes(std::mem::replace(&mut st.leftover, rest)))
+            reader.readable().await;
+            Ok(())
         })
     }
 
