@@ -26,6 +26,7 @@ from typing import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Dict,
     Iterable,
     List,
     Optional,
@@ -126,7 +127,7 @@ class PeerInfo:
     attempts: int
 
     @classmethod
-    def _from_native(cls, d: dict) -> "PeerInfo":
+    def _from_native(cls, d: Dict[str, Any]) -> "PeerInfo":
         return cls(
             public_key=d["public_key"],
             topics=tuple(d["topics"]),
@@ -147,7 +148,7 @@ class Connection:
 
     __slots__ = ("_native", "peer", "__weakref__")
 
-    def __init__(self, native: Any, peer: PeerInfo) -> None:
+    def __init__(self, native: _native.Connection, peer: PeerInfo) -> None:
         self._native = native
         #: What the swarm knew about the peer when it connected.
         self.peer = peer
@@ -180,7 +181,7 @@ class Connection:
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes; ``asyncio.IncompleteReadError`` if the stream ends first."""
-        parts = []
+        parts: List[bytes] = []
         got = 0
         while got < n:
             chunk = await self.read(n - got)
@@ -263,7 +264,7 @@ class Hyperswarm:
     ) -> None:
         if key_pair is not None and not isinstance(key_pair, KeyPair):
             raise TypeError(f"key_pair must be a hyperswarm.KeyPair, not {type(key_pair).__name__}")
-        self._options = dict(
+        self._options: Dict[str, Any] = dict(
             bootstrap=_addresses(bootstrap),
             secret_key=key_pair.secret_key if key_pair is not None else None,
             host=host,
@@ -273,13 +274,13 @@ class Hyperswarm:
             max_server_connections=max_server_connections,
             max_parallel=max_parallel,
         )
-        self._native: Any = None
+        self._native: Optional[_native.Swarm] = None
         self._closed = False
-        self._pump: Optional[asyncio.Task] = None
+        self._pump: "Optional[asyncio.Task[None]]" = None
         self._callbacks: List[ConnectionCallback] = []
-        self._iterators: Set[asyncio.Queue] = set()
-        self._backlog: Optional[asyncio.Queue] = None
-        self._tasks: Set[asyncio.Task] = set()
+        self._iterators: "Set[asyncio.Queue[Optional[Connection]]]" = set()
+        self._backlog: "Optional[asyncio.Queue[Connection]]" = None
+        self._tasks: "Set[asyncio.Future[Any]]" = set()
 
     async def start(self) -> "Hyperswarm":
         """Binds the swarm's DHT node (bootstrapping continues in the background)."""
@@ -297,7 +298,7 @@ class Hyperswarm:
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
 
-    def _swarm(self) -> Any:
+    def _swarm(self) -> _native.Swarm:
         if self._closed:
             raise DestroyedError("swarm has been closed")
         if self._native is None:
@@ -364,7 +365,7 @@ class Hyperswarm:
         """Undoes ``suspend``."""
         await self._swarm().resume()
 
-    def stats(self) -> dict:
+    def stats(self) -> Dict[str, int]:
         """The swarm's counters (connections, connecting, queued, peers, ...)."""
         return self._swarm().stats()
 
@@ -384,14 +385,14 @@ class Hyperswarm:
         """Every new connection from now on (and those no one took yet), until the swarm
         closes. Several iterators each get every connection."""
         self._swarm()
-        queue: asyncio.Queue = asyncio.Queue()
+        queue: "asyncio.Queue[Optional[Connection]]" = asyncio.Queue()
         assert self._backlog is not None
         while not self._backlog.empty():
             queue.put_nowait(self._backlog.get_nowait())
         self._iterators.add(queue)
         return self._iterate(queue)
 
-    async def _iterate(self, queue: asyncio.Queue) -> AsyncIterator[Connection]:
+    async def _iterate(self, queue: "asyncio.Queue[Optional[Connection]]") -> AsyncIterator[Connection]:
         try:
             while True:
                 conn = await queue.get()
@@ -421,7 +422,7 @@ class Hyperswarm:
                     {"message": "hyperswarm on_connection callback failed", "exception": e}
                 )
 
-    def _task_done(self, task: asyncio.Task) -> None:
+    def _task_done(self, task: "asyncio.Future[Any]") -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             asyncio.get_running_loop().call_exception_handler(
@@ -431,14 +432,14 @@ class Hyperswarm:
     async def _run_pump(self) -> None:
         # The one reader of the native event queue; runs on the loop, so everything it
         # hands out arrives on the loop's thread.
-        assert self._backlog is not None
+        assert self._backlog is not None and self._native is not None
+        native = self._native
         try:
             while True:
-                got = await self._native.next_connection()
+                got = await native.next_connection()
                 if got is None:
                     return
-                native, peer = got
-                conn = Connection(native, PeerInfo._from_native(peer))
+                conn = Connection(got[0], PeerInfo._from_native(got[1]))
                 if self._iterators or self._callbacks:
                     self._deliver(conn)
                 else:
@@ -492,7 +493,7 @@ class Testnet:
             raise InvalidArgumentError(f"size must be a positive integer, got {size!r}")
         self._size = size
         self._host = host
-        self._native: Any = None
+        self._native: Optional[_native.Testnet] = None
 
     async def start(self) -> "Testnet":
         """Starts the nodes and waits until they are ready."""

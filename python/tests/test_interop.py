@@ -70,6 +70,46 @@ class JsPeer:
         return self.proc.returncode
 
 
+class JsTestnet:
+    """`node js-testnet.js --size 3`: a HyperDHT testnet of JS nodes on 127.0.0.1 (its
+    bootstrapper on port 10001: the tests run in a network namespace of their own)."""
+
+    async def __aenter__(self):
+        self.proc = await asyncio.create_subprocess_exec(
+            "node",
+            str(INTEROP / "js-testnet.js"),
+            "--size",
+            "3",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
+        assert line, f"js testnet exited ({await self.proc.wait()}) before it was ready"
+        ready = json.loads(line)
+        assert ready["event"] == "ready", ready
+        self.bootstrap = ready["bootstrap"]
+        return self
+
+    async def __aexit__(self, *exc):
+        self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), TIMEOUT)
+        except asyncio.TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+@pytest.fixture(params=["rs", "js"])
+async def any_testnet(request):
+    """A Rust testnet (in this process) or a JS one (a node child process)."""
+    if request.param == "rs":
+        async with hyperswarm.Testnet(3) as tn:
+            yield tn
+    else:
+        async with JsTestnet() as tn:
+            yield tn
+
+
 async def exchange(conn, js, swarm):
     """Bytes both ways between our `conn` and the JS peer's connection to us."""
     await conn.write(b"hello from python\n")
@@ -86,7 +126,8 @@ async def exchange(conn, js, swarm):
 
 
 @pytest.mark.parametrize("python_role", ["server", "client"])
-async def test_python_and_js_hyperswarm(testnet, topic, python_role):
+async def test_python_and_js_hyperswarm(any_testnet, topic, python_role):
+    testnet = any_testnet
     js_role = "client" if python_role == "server" else "server"
     async with hyperswarm.Hyperswarm(bootstrap=testnet.bootstrap) as swarm:
         ours = swarm.connections()

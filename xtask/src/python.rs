@@ -141,12 +141,17 @@ fn in_netns(script: &str) -> Result<(), String> {
 
 /// Builds and installs the wheel, then runs its tests (pytest) inside a fresh network
 /// namespace: the package alone on a local testnet, and interop with hyperswarm 4.17.2
-/// (a node child process) both ways. The interop tests must run here, not skip.
+/// (a node child process) both ways. The interop tests must run here, not skip. First
+/// `mypy --strict` checks the Python layer against the native module's stubs.
 pub fn test() -> Result<(), String> {
     prepare(false)?;
     // The console script, not `python -m pytest`: that would put python/ on sys.path,
     // and the source tree's `hyperswarm/` (without the native module) would shadow the wheel.
-    in_netns("HYPERSWARM_REQUIRE_JS=1 exec pytest -v -p no:cacheprovider")
+    let mypy_cache = paths::target_dir().join("mypy-cache");
+    in_netns(&format!(
+        "mypy --strict --cache-dir {} hyperswarm && HYPERSWARM_REQUIRE_JS=1 exec pytest -v -p no:cacheprovider",
+        mypy_cache.display()
+    ))
 }
 
 /// `cargo xtask bench python`: join → first connection and one connection's throughput
