@@ -2,12 +2,16 @@
 //! over `hyperswarm-bindings`; `hyperswarm/__init__.py` builds the asyncio API on top
 //! (context managers, `async for`, callbacks on the loop's thread).
 //!
-//! Every async method returns an asyncio awaitable (pyo3-async-runtimes) whose Rust side
-//! runs on the facade's one tokio runtime. Cancelling the awaitable drops the Rust future;
-//! reads are split into a wait (cancellable) and a synchronous take, so no data is lost.
+//! Every async method returns an asyncio future (see [`bridge`]) whose Rust side runs on the
+//! facade's one tokio runtime; runtime threads never enter Python. Cancelling the future
+//! aborts the Rust task; reads are split into a wait (cancellable) and a synchronous take,
+//! so no data is lost.
+
+mod bridge;
 
 use std::sync::Arc;
 
+use bridge::awaitable;
 use hyperswarm_bindings as b;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -111,14 +115,6 @@ fn err(e: b::Error) -> PyErr {
 
 fn invalid_argument(message: String) -> PyErr {
     err(b::Error::new(b::ErrorCode::InvalidArgument, message))
-}
-
-fn awaitable<'py, T, F>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
-where
-    F: std::future::Future<Output = PyResult<T>> + Send + 'static,
-    T: for<'a> IntoPyObject<'a> + Send + 'static,
-{
-    pyo3_async_runtimes::tokio::future_into_py(py, fut)
 }
 
 /// An Ed25519 identity: a 32-byte public key and its 64-byte secret key.
@@ -413,7 +409,9 @@ impl Discovery {
         client: Option<bool>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let inner = self.inner.clone();
-        awaitable(py, async move { inner.refresh(server, client).await.map_err(err) })
+        awaitable(py, async move {
+            inner.refresh(server, client).await.map_err(err)
+        })
     }
 
     /// Ends this session; the topic is left when it was the last one. Idempotent.
@@ -651,21 +649,22 @@ fn create_testnet(py: Python<'_>, size: u32, host: Option<String>) -> PyResult<B
 #[pymodule]
 #[pyo3(name = "_native")]
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    // One runtime for everything: the facade's. Err means it was already set (a second
-    // interpreter in this process), which is the same runtime.
-    let _ = pyo3_async_runtimes::tokio::init_with_runtime(b::runtime());
     let py = m.py();
     m.add_class::<KeyPair>()?;
     m.add_class::<Swarm>()?;
     m.add_class::<Discovery>()?;
     m.add_class::<Connection>()?;
     m.add_class::<Testnet>()?;
+    m.add_class::<bridge::Bridge>()?;
     m.add_function(wrap_pyfunction!(create_swarm, m)?)?;
     m.add_function(wrap_pyfunction!(create_testnet, m)?)?;
     m.add("MAX_READ", b::MAX_READ)?;
     m.add("HyperswarmError", py.get_type::<HyperswarmError>())?;
     let errors = [
-        (py.get_type::<InvalidTopicError>(), b::ErrorCode::InvalidTopic),
+        (
+            py.get_type::<InvalidTopicError>(),
+            b::ErrorCode::InvalidTopic,
+        ),
         (py.get_type::<InvalidKeyError>(), b::ErrorCode::InvalidKey),
         (
             py.get_type::<InvalidArgumentError>(),

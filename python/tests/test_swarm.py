@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import sys
 import threading
 
 import pytest
@@ -181,3 +182,37 @@ async def test_connection_after_swarm_close_raises(testnet, topic):
             await asyncio.wait_for(cb.write(b"x" * 100_000), TIMEOUT)
         with pytest.raises(hyperswarm.InvalidArgumentError):
             await ca.read(0)
+
+
+EXIT_WITHOUT_CLOSE = """
+import asyncio, os, hyperswarm
+async def main():
+    tn = await hyperswarm.Testnet(3).start()
+    a = await hyperswarm.Hyperswarm(bootstrap=tn.bootstrap).start()
+    b = await hyperswarm.Hyperswarm(bootstrap=tn.bootstrap).start()
+    topic = os.urandom(32)
+    await (await a.join(topic, server=True, client=False)).flushed()
+    await b.join(topic, server=False, client=True)
+    conn = await b.connections().__anext__()
+    # Leave work in flight on the runtime (reads, big writes, lookups), then return:
+    # asyncio.run cancels it all while the runtime is still completing some of it.
+    for _ in range(50):
+        asyncio.ensure_future(conn.read())
+        asyncio.ensure_future(conn.write(os.urandom(1 << 20)))
+        asyncio.ensure_future(b.flush())
+    print("ok", flush=True)
+asyncio.run(main())
+"""
+
+
+async def test_process_exits_cleanly_with_swarms_left_open():
+    # Runtime threads never enter Python, so an exit racing their completions is safe.
+    for _ in range(5):
+        proc = await asyncio.create_subprocess_exec(
+            # -I: not the source tree on sys.path, the installed package.
+            sys.executable, "-I", "-X", "faulthandler", "-c", EXIT_WITHOUT_CLOSE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        assert out == b"ok\n"

@@ -46,7 +46,11 @@ fn prepare(release: bool) -> Result<(), String> {
             "import sys; print(sys.version_info >= (3, 9), sys.version.split()[0])",
         ])
         .output()
-        .map_err(|e| format!("`{python}` is not installed ({e}); the pip package needs CPython >= 3.9 with venv"))?;
+        .map_err(|e| {
+            format!(
+                "`{python}` is not installed ({e}); the pip package needs CPython >= 3.9 with venv"
+            )
+        })?;
     let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
     if !version.starts_with("True") {
         return Err(format!(
