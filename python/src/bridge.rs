@@ -82,13 +82,20 @@ impl Bridge {
             // Gone: cancelled meanwhile.
             let Some(fut) = fut else { continue };
             let fut = fut.bind(py);
-            if fut.call_method0("done")?.is_truthy()? {
-                continue;
-            }
-            match result(py) {
-                Ok(v) => fut.call_method1("set_result", (v,))?,
-                Err(e) => fut.call_method1("set_exception", (e.into_value(py),))?,
+            let resolve = || -> PyResult<()> {
+                if fut.call_method0("done")?.is_truthy()? {
+                    return Ok(());
+                }
+                match result(py) {
+                    Ok(v) => fut.call_method1("set_result", (v,))?,
+                    Err(e) => fut.call_method1("set_exception", (e.into_value(py),))?,
+                };
+                Ok(())
             };
+            // One future failing to resolve must not strand the others.
+            if let Err(e) = resolve() {
+                e.write_unraisable(py, Some(fut));
+            }
         }
         Ok(())
     }
