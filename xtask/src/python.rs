@@ -6,9 +6,11 @@
 //!
 //! maturin builds in the workspace's own target dir, not a separate one: it selects only
 //! `hyperswarm-python`, whose shared dependencies (tokio, the core, the facade) get the same
-//! features as `cargo build -p hyperswarm-node` does, so after the node step only the pyo3
-//! crates are rebuilt (maturin's `PYO3_BUILD_EXTENSION_MODULE` changes their build script
-//! output), not the world.
+//! features as `cargo build -p hyperswarm-node` does, so after the node step nothing but the
+//! pyo3 crates and the module itself is compiled (measured: a maturin build right after the
+//! node build compiled nothing else). `cargo test --workspace` does not build the module
+//! (`test = false`), so it never rebuilds pyo3 without maturin's `PYO3_BUILD_EXTENSION_MODULE`
+//! and the two do not take turns rebuilding it; `cargo build --workspace` would.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
