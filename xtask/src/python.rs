@@ -62,7 +62,7 @@ fn prepare(release: bool) -> Result<(), String> {
     if !venv_bin("python").exists() {
         run(
             Command::new(&python).arg("-m").arg("venv").arg(venv()),
-            "creating the venv (python3 -m venv)",
+            "creating the venv (python3 -m venv; on Debian/Ubuntu it needs `apt-get install python3-venv`)",
         )?;
     }
     run(
