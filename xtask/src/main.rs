@@ -7,6 +7,7 @@
 //! - `bench [NAME...]`: benchmarks, JS and Rust side by side, isolated the same way.
 //! - `natlab [PAIRING...]`: hole punching through emulated NATs (see [`natlab`]).
 //! - `node`: the npm package's tests (see [`node`]); `bench node` benchmarks it.
+//! - `python`: the pip package's tests (see [`python`]); `bench python` benchmarks it.
 //!
 //! Kept dependency-free apart from serde/serde_json so it builds fast and
 //! never pulls the crates it is supposed to test.
@@ -17,6 +18,7 @@ mod natlab;
 mod netns;
 mod node;
 mod paths;
+mod python;
 
 use std::process::ExitCode;
 
@@ -29,7 +31,9 @@ commands:
   interop --list               list interop scenarios
   bench [udx|connect]          benchmarks, JS and Rust side by side (BENCH_MIB=512)
   bench node                   the npm package vs hyperswarm (JS): join latency, throughput
+  bench python                 the pip package vs hyperswarm (JS): join latency, throughput
   node                         npm package: npm ci, build the addon, node --test (in a netns)
+  python                       pip package: venv, maturin wheel, pytest (in a netns)
   natlab [PAIRING...] [--report] hole punching in the NAT lab (as root; --help for options)
   natlab --ci                  reduced NAT lab matrix: one run per pairing and mix
 ";
@@ -44,9 +48,11 @@ fn main() -> ExitCode {
         "ci" => ci::run(rest),
         "interop" => interop::run(rest),
         "bench" if rest.first().map(String::as_str) == Some("node") => node::bench(),
+        "bench" if rest.first().map(String::as_str) == Some("python") => python::bench(),
         "bench" => interop::bench(rest),
         "natlab" => natlab::run(rest),
         "node" => node::test(),
+        "python" => python::test(),
         // Internal: the half of `interop` that runs inside the network namespace.
         interop::INNER_COMMAND => interop::run_inner(rest),
         natlab::INNER_COMMAND => natlab::run_inner(rest),
