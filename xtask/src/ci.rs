@@ -10,11 +10,12 @@ use crate::{interop, netns, paths};
 
 type Check = (&'static str, fn() -> Result<(), String>);
 
-const CHECKS: [Check; 5] = [
+const CHECKS: [Check; 6] = [
     ("fmt", fmt),
     ("clippy", clippy),
     ("test (netns)", test_in_netns),
     ("node (netns)", crate::node::test),
+    ("mobile (netns)", crate::mobile::ci),
     ("natlab", crate::natlab::ci),
 ];
 

@@ -7,12 +7,14 @@
 //! - `bench [NAME...]`: benchmarks, JS and Rust side by side, isolated the same way.
 //! - `natlab [PAIRING...]`: hole punching through emulated NATs (see [`natlab`]).
 //! - `node`: the npm package's tests (see [`node`]); `bench node` benchmarks it.
+//! - `mobile [--update]`: the Swift and Kotlin bindings' drift check and tests (see [`mobile`]).
 //!
 //! Kept dependency-free apart from serde/serde_json so it builds fast and
 //! never pulls the crates it is supposed to test.
 
 mod ci;
 mod interop;
+mod mobile;
 mod natlab;
 mod netns;
 mod node;
@@ -30,6 +32,7 @@ commands:
   bench [udx|connect]          benchmarks, JS and Rust side by side (BENCH_MIB=512)
   bench node                   the npm package vs hyperswarm (JS): join latency, throughput
   node                         npm package: npm ci, build the addon, node --test (in a netns)
+  mobile [--update]            Kotlin/Swift (uniffi): drift check of bindings/generated, tests (in a netns)
   natlab [PAIRING...] [--report] hole punching in the NAT lab (as root; --help for options)
   natlab --ci                  reduced NAT lab matrix: one run per pairing and mix
 ";
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         "bench" => interop::bench(rest),
         "natlab" => natlab::run(rest),
         "node" => node::test(),
+        "mobile" => mobile::run_cli(rest),
         // Internal: the half of `interop` that runs inside the network namespace.
         interop::INNER_COMMAND => interop::run_inner(rest),
         natlab::INNER_COMMAND => natlab::run_inner(rest),
