@@ -75,8 +75,11 @@ extension Connection {
     }
 
     /// Reads exactly `count` bytes; throws `HyperswarmError.ConnectionClosed` when the peer
-    /// ends the stream first.
+    /// ends the stream first, `HyperswarmError.InvalidArgument` for a negative count.
     public func read(exactly count: Int) async throws -> Data {
+        guard count >= 0 else {
+            throw HyperswarmError.InvalidArgument(message: "ERR_INVALID_ARGUMENT: cannot read \(count) bytes")
+        }
         var out = Data()
         out.reserveCapacity(count)
         while out.count < count {

@@ -74,7 +74,7 @@ val Swarm.events: Flow<SwarmEvent>
 
 /** The peer's data as it arrives, in chunks of at most [maxChunk] bytes, until it ends. */
 fun Connection.incoming(maxChunk: Int = 65536): Flow<ByteArray> = flow {
-    require(maxChunk > 0) { "maxChunk must be positive" }
+    if (maxChunk <= 0) throw HyperswarmException.InvalidArgument("ERR_INVALID_ARGUMENT: maxChunk must be positive, not $maxChunk")
     while (true) emit(read(maxChunk.toUInt()) ?: break)
 }
 
@@ -83,9 +83,10 @@ suspend fun Connection.write(text: String) = write(text.encodeToByteArray())
 
 /**
  * Reads exactly [size] bytes; throws [HyperswarmException.ConnectionClosed] when the peer
- * ends the stream first.
+ * ends the stream first, [HyperswarmException.InvalidArgument] for a negative size.
  */
 suspend fun Connection.readExactly(size: Int): ByteArray {
+    if (size < 0) throw HyperswarmException.InvalidArgument("ERR_INVALID_ARGUMENT: cannot read $size bytes")
     val out = java.io.ByteArrayOutputStream(size)
     while (out.size() < size) {
         val chunk = read(minOf(size - out.size(), 65536).toUInt())
