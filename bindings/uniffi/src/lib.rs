@@ -508,3 +508,88 @@ impl Testnet {
         self.inner.destroy()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    use std::thread::{self, Thread};
+
+    /// A bare executor with no tokio in sight, as a foreign language's would be: if an
+    /// exported async function needed an ambient tokio runtime, it would panic here.
+    fn block_on<F: Future>(fut: F) -> F::Output {
+        struct Unpark(Thread);
+        impl Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(Arc::new(Unpark(thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        let mut fut = std::pin::pin!(fut);
+        loop {
+            match fut.as_mut().poll(&mut cx) {
+                Poll::Ready(v) => return v,
+                Poll::Pending => thread::park(),
+            }
+        }
+    }
+
+    #[test]
+    fn every_code_maps_to_its_own_variant_with_the_code_in_front() {
+        use b::ErrorCode::*;
+        let codes = [
+            InvalidTopic,
+            InvalidKey,
+            InvalidArgument,
+            Destroyed,
+            SessionDestroyed,
+            ConnectionClosed,
+            Bind,
+            Network,
+            NoMode,
+            Io,
+            Internal,
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for code in codes {
+            let e = HyperswarmError::from(b::Error::new(code, "detail"));
+            assert_eq!(e.to_string(), format!("{}: detail", code.as_str()));
+            assert!(
+                seen.insert(std::mem::discriminant(&e)),
+                "{code:?} shares a variant"
+            );
+        }
+    }
+
+    #[test]
+    fn async_exports_run_under_a_foreign_executor() {
+        // Loopback only; `cargo xtask ci` runs the tests inside a network namespace.
+        let testnet = block_on(create_testnet(1)).expect("testnet");
+        assert_eq!(testnet.bootstrap().len(), 1);
+        let swarm = block_on(create_swarm(SwarmConfig {
+            bootstrap: Some(testnet.bootstrap()),
+            key_pair: Some(KeyPair::new(Some(vec![7; 32])).expect("key pair")),
+            host: Some("127.0.0.1".into()),
+            port: 0,
+            max_peers: None,
+            max_parallel: None,
+        }))
+        .expect("swarm");
+        assert_eq!(
+            swarm.public_key(),
+            KeyPair::new(Some(vec![7; 32])).unwrap().public_key()
+        );
+        let short = block_on(swarm.join(vec![0; 31], true, true));
+        assert!(matches!(short, Err(HyperswarmError::InvalidTopic(_))));
+        block_on(swarm.shutdown()).expect("shutdown");
+        assert!(matches!(
+            block_on(swarm.flush()),
+            Err(HyperswarmError::Destroyed(_))
+        ));
+        assert!(block_on(swarm.next_connection()).is_none());
+        testnet.shutdown();
+    }
+}

@@ -132,6 +132,10 @@ func twoSwarms() async throws {
             try check(atB.isInitiator() && !conA.isInitiator(), "b dialled")
             try await send(atB, conA, randomData(200_000))
             try await send(conA, atB, randomData(100_000))
+            do {
+                _ = try await conA.read(exactly: -1)
+                throw Failure(description: "a negative read size was accepted")
+            } catch HyperswarmError.InvalidArgument {}
             try await atB.end()
             try check(try await conA.read() == nil, "a reads the end of b's stream")
             try await conA.end()

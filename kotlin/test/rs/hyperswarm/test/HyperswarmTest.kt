@@ -110,6 +110,8 @@ private suspend fun twoSwarms() = withTestnet { bootstrap ->
             check(atB.isInitiator() && !conA.isInitiator(), "b dialled")
             send(atB, conA, Random.nextBytes(200_000))
             send(conA, atB, Random.nextBytes(100_000))
+            val negative = kotlin.runCatching { conA.readExactly(-1) }.exceptionOrNull()
+            check(negative is HyperswarmException.InvalidArgument, "negative read size: $negative")
             atB.end()
             check(conA.read() == null, "a reads the end of b's stream")
             conA.end()
