@@ -341,8 +341,8 @@ fn swift_chroot(root: &Path) -> Result<bool, String> {
     in_chroot_namespaces(
         &tmp,
         false,
-        "export DEBIAN_FRONTEND=noninteractive && apt-get update -q && \
-         apt-get install -y -q --no-install-recommends swiftlang libc6-dev",
+        "export DEBIAN_FRONTEND=noninteractive && apt-get update -qq && \
+         apt-get install -y -qq --no-install-recommends swiftlang libc6-dev >/dev/null",
     )?;
     fs::write(tmp.join(READY_MARKER), SWIFT_SUITE).map_err(|e| e.to_string())?;
     fs::rename(&tmp, root).map_err(|e| format!("{}: {e}", root.display()))?;
@@ -409,14 +409,19 @@ pub fn ci() -> Result<(), String> {
 }
 
 fn mobile(update: bool) -> Result<(), String> {
-    for tool in ["node", "npm", "java"] {
+    for tool in ["node", "npm"] {
         if Command::new(tool).arg("--version").output().is_err() {
             return Err(format!(
-                "`{tool}` is not installed (the Kotlin tests need a JDK >= 17 and Node.js)"
+                "`{tool}` is not installed (the JS peer and the Kotlin compiler need Node.js with npm)"
             ));
         }
     }
-    apt_install(&[("libjna-java", JNA_JAR)])?;
+    let mut packages = vec![("libjna-java", JNA_JAR)];
+    // kotlinc and the tests need a Java >= 17 runtime (bookworm's default is 17).
+    if Command::new("java").arg("-version").output().is_err() {
+        packages.push(("openjdk-17-jre-headless", "/usr/bin/java"));
+    }
+    apt_install(&packages)?;
     npm_ci(&paths::root().join("kotlin"))?;
     npm_ci(&paths::interop_js_dir())?;
     generate(update)?;
