@@ -298,30 +298,29 @@ fn in_chroot_namespaces(root: &Path, isolated: bool, script: &str) -> Result<(),
     )
 }
 
-/// Makes the Swift chroot if it is not there yet; `Ok(false)` (with the reason printed)
-/// when there is no room or no root for it.
-fn swift_chroot(root: &Path) -> Result<bool, String> {
+/// Makes the Swift chroot if it is not there yet; `Ok(Some(reason))` when there is no
+/// room or no root for it.
+fn swift_chroot(root: &Path) -> Result<Option<String>, String> {
     if root.join(READY_MARKER).exists() {
-        return Ok(true);
+        return Ok(None);
     }
     if !is_root() {
-        eprintln!("mobile: SKIPPING Swift tests: the Swift chroot needs root");
-        return Ok(false);
+        return Ok(Some("making the Swift chroot needs root".into()));
     }
     let parent = root.parent().expect("the chroot is under target/");
     fs::create_dir_all(parent).map_err(|e| e.to_string())?;
     match free_bytes(parent) {
         Some(free) if free >= SWIFT_MIN_FREE_BYTES => {}
         free => {
-            eprintln!(
-                "mobile: SKIPPING Swift tests: {} free, the Swift chroot needs {:.1} GB",
+            return Ok(Some(format!(
+                "{} free in {}, the Swift chroot needs {:.1} GB",
                 free.map_or("unknown".to_string(), |b| format!(
                     "{:.1} GB",
                     b as f64 / 1e9
                 )),
+                parent.display(),
                 SWIFT_MIN_FREE_BYTES as f64 / 1e9
-            );
-            return Ok(false);
+            )));
         }
     }
     apt_install(&[("debootstrap", "/usr/sbin/debootstrap")])?;
@@ -346,7 +345,7 @@ fn swift_chroot(root: &Path) -> Result<bool, String> {
     )?;
     fs::write(tmp.join(READY_MARKER), SWIFT_SUITE).map_err(|e| e.to_string())?;
     fs::rename(&tmp, root).map_err(|e| format!("{}: {e}", root.display()))?;
-    Ok(true)
+    Ok(None)
 }
 
 /// Copies `from` to `to` recursively, following symbolic links (the Swift package links to
@@ -358,10 +357,12 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
     )
 }
 
-fn swift() -> Result<(), String> {
+/// Builds the Swift package in the chroot and runs its tests; `Ok(Some(reason))` when
+/// they were skipped.
+fn swift() -> Result<Option<String>, String> {
     let root = paths::target_dir().join("swift-chroot");
-    if !swift_chroot(&root)? {
-        return Ok(());
+    if let Some(reason) = swift_chroot(&root)? {
+        return Ok(Some(reason));
     }
     // A fresh work tree inside the chroot: the package, the library, the JS peers and node.
     let work = root.join("work");
@@ -390,7 +391,8 @@ fn swift() -> Result<(), String> {
          HYPERSWARM_INTEROP_DIR=/work/interop LD_LIBRARY_PATH=/work/lib \
          exec .build/debug/hyperswarm-swift-tests",
     )
-    .map_err(|e| format!("Swift tests failed: {e}"))
+    .map_err(|e| format!("Swift tests failed: {e}"))?;
+    Ok(None)
 }
 
 /// `cargo xtask mobile [--update]`.
@@ -430,8 +432,12 @@ fn mobile(update: bool) -> Result<(), String> {
     let kotlin = kotlin();
     eprintln!("==> mobile: Swift");
     let swift = swift();
+    if let Ok(Some(reason)) = &swift {
+        // Said last, where a reader of the CI log looks.
+        println!("mobile: Swift tests SKIPPED: {reason}");
+    }
     match (kotlin, swift) {
-        (Ok(()), Ok(())) => Ok(()),
+        (Ok(()), Ok(_)) => Ok(()),
         (k, s) => Err([k.err(), s.err()]
             .into_iter()
             .flatten()
