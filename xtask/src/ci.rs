@@ -10,12 +10,13 @@ use crate::{interop, netns, paths};
 
 type Check = (&'static str, fn() -> Result<(), String>);
 
-const CHECKS: [Check; 6] = [
+const CHECKS: [Check; 7] = [
     ("fmt", fmt),
     ("clippy", clippy),
     ("test (netns)", test_in_netns),
     ("node (netns)", crate::node::test),
     ("python (netns)", crate::python::test),
+    ("mobile (netns)", crate::mobile::ci),
     ("natlab", crate::natlab::ci),
 ];
 

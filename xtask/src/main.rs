@@ -8,12 +8,14 @@
 //! - `natlab [PAIRING...]`: hole punching through emulated NATs (see [`natlab`]).
 //! - `node`: the npm package's tests (see [`node`]); `bench node` benchmarks it.
 //! - `python`: the pip package's tests (see [`python`]); `bench python` benchmarks it.
+//! - `mobile [--update]`: the Swift and Kotlin bindings' drift check and tests (see [`mobile`]).
 //!
 //! Kept dependency-free apart from serde/serde_json so it builds fast and
 //! never pulls the crates it is supposed to test.
 
 mod ci;
 mod interop;
+mod mobile;
 mod natlab;
 mod netns;
 mod node;
@@ -34,6 +36,7 @@ commands:
   bench python                 the pip package vs hyperswarm (JS): join latency, throughput
   node                         npm package: npm ci, build the addon, node --test (in a netns)
   python                       pip package: venv, maturin wheel, pytest (in a netns)
+  mobile [--update]            Kotlin/Swift (uniffi): drift check of bindings/generated, tests (in a netns)
   natlab [PAIRING...] [--report] hole punching in the NAT lab (as root; --help for options)
   natlab --ci                  reduced NAT lab matrix: one run per pairing and mix
 ";
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         "natlab" => natlab::run(rest),
         "node" => node::test(),
         "python" => python::test(),
+        "mobile" => mobile::run_cli(rest),
         // Internal: the half of `interop` that runs inside the network namespace.
         interop::INNER_COMMAND => interop::run_inner(rest),
         natlab::INNER_COMMAND => natlab::run_inner(rest),
