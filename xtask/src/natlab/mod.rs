@@ -565,3 +565,50 @@ fn private_netns_dir() -> Result<(), NatlabError> {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairings_parse_with_and_without_relay() {
+        let p = Pairing::parse("consistent-random+relay").expect("pairing");
+        assert_eq!((p.a, p.b, p.relay), (Mode::Consistent, Mode::Random, true));
+        let p = Pairing::parse("random-random").expect("pairing");
+        assert!(!p.relay);
+        assert!(Pairing::parse("random-random+relais").is_err());
+        assert!(Pairing::parse("random+relay").is_err());
+        for p in DEFAULT_PAIRINGS {
+            Pairing::parse(p).expect("default pairing");
+        }
+    }
+
+    #[test]
+    fn ci_expects_the_relay_to_carry_random_random() {
+        let record = |pairing: &str, connected: bool, path: &str| {
+            let spec = RunSpec {
+                nat_a: Mode::Random,
+                nat_b: Mode::Random,
+                relay: None,
+                client: Impl::Rs,
+                server: Impl::Rs,
+                run: 1,
+                dht: Impl::Js,
+                extra_hops: 0,
+                timeout_s: 1,
+                log_dir: PathBuf::new(),
+            };
+            let mut r = spec.failed("x".into(), Duration::ZERO);
+            r.pairing = pairing.into();
+            r.connected = connected;
+            r.path = Some(path.into());
+            r
+        };
+        assert!(ci_verdict(&record(UNPUNCHABLE, false, "direct")).is_none());
+        assert!(ci_verdict(&record(UNPUNCHABLE, true, "direct")).is_some());
+        assert!(ci_verdict(&record(RELAY_ONLY, true, "relayed")).is_none());
+        assert!(ci_verdict(&record(RELAY_ONLY, true, "direct")).is_some());
+        assert!(ci_verdict(&record(RELAY_ONLY, false, "relayed")).is_some());
+        assert!(ci_verdict(&record("consistent-random+relay", true, "upgraded")).is_none());
+    }
+}

@@ -259,6 +259,64 @@ pub fn read_json(file: &Path) -> Result<Vec<RunResult>, NatlabError> {
 mod tests {
     use super::*;
 
+    fn run(path: Option<&str>, connected: bool, upgraded_ms: Option<f64>) -> RunResult {
+        RunResult {
+            pairing: "consistent-random+relay".into(),
+            mix: "rs-rs".into(),
+            run: 1,
+            dht: "js".into(),
+            relay: Some("rs".into()),
+            extra_hops: 0,
+            connected,
+            connect_ms: connected.then_some(10.0),
+            open_ms: None,
+            error: (!connected).then(|| "TIMEOUT".into()),
+            client_nat: None,
+            server_nat: None,
+            client_punches: None,
+            server_punches: None,
+            path: path.map(String::from),
+            upgraded_ms,
+            echoed_bytes: None,
+            server_upgraded_ms: None,
+            relay_pairings: None,
+            log_dir: String::new(),
+            took_s: 0.0,
+        }
+    }
+
+    #[test]
+    fn path_column_counts_connected_runs_by_path() {
+        let runs = [
+            run(Some("upgraded"), true, Some(4000.0)),
+            run(Some("upgraded"), true, Some(12_000.0)),
+            run(Some("upgraded"), true, Some(1000.0)),
+            run(Some("relayed"), true, None),
+            run(Some("direct"), true, None),
+            // A failed run counts in neither.
+            run(Some("relayed"), false, None),
+        ];
+        let s = summarize(&runs);
+        assert_eq!(s.len(), 1);
+        assert_eq!((s[0].direct, s[0].relayed, s[0].upgraded), (1, 1, 3));
+        assert_eq!(
+            path_cell(&s[0]),
+            "1 direct, 3 upgraded (median 4000 ms), 1 relayed"
+        );
+        assert!(table(&s).contains("| 5/6 |"));
+    }
+
+    #[test]
+    fn old_results_without_path_still_read() {
+        let old = r#"{"pairing":"consistent-random","mix":"js-js","run":1,"dht":"js",
+            "extra_hops":0,"connected":true,"connect_ms":5.0,"open_ms":4.0,"error":null,
+            "client_nat":null,"server_nat":null,"client_punches":null,"server_punches":null,
+            "log_dir":"x","took_s":1.0}"#;
+        let r: RunResult = serde_json::from_str(old).expect("old record");
+        assert_eq!((r.path.as_deref(), r.relay.as_deref()), (None, None));
+        assert_eq!(path_cell(&summarize(&[r])[0]), "–");
+    }
+
     #[test]
     fn nearest_rank_quantiles() {
         let v: Vec<f64> = (1..=10).map(f64::from).collect();
