@@ -51,6 +51,11 @@ pub struct RelayArgs {
     /// addresses on one interface needs it, or replies leave from another address.
     #[arg(long)]
     host: Option<std::net::IpAddr>,
+    /// The relay's address is reachable (a public server): say so from the start rather
+    /// than wait for the DHT to prove it, which may never happen in a small DHT; until
+    /// then every peer would have to holepunch the relay too.
+    #[arg(long)]
+    public: bool,
 }
 
 #[derive(Args)]
@@ -108,14 +113,24 @@ fn key_pair(seed: &Option<String>) -> Result<KeyPair, String> {
     })
 }
 
+/// Whether our DHT socket is reachable: unknown (learn it), never, or known to be.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reachable {
+    Learn,
+    Never,
+    Known,
+}
+
 async fn start(
     bootstrap: &BootstrapArg,
-    firewalled: bool,
+    reachable: Reachable,
     host: Option<std::net::IpAddr>,
 ) -> Result<HyperDht, String> {
     let mut config = client_config(bootstrap.list());
-    if firewalled {
-        config.rpc.quick_firewall = false;
+    match reachable {
+        Reachable::Learn => {}
+        Reachable::Never => config.rpc.quick_firewall = false,
+        Reachable::Known => config.rpc.firewalled = false,
     }
     if let Some(host) = host {
         config.host = host;
@@ -135,7 +150,12 @@ pub async fn listen(args: ListenArgs) -> Result<(), String> {
         .as_deref()
         .map(|r| key32(r, "--reject"))
         .transpose()?;
-    let dht = start(&args.bootstrap, args.firewalled, None).await?;
+    let reachable = if args.firewalled {
+        Reachable::Never
+    } else {
+        Reachable::Learn
+    };
+    let dht = start(&args.bootstrap, reachable, None).await?;
     let firewall = reject.map(|bad| {
         let f: std::sync::Arc<hyperswarm::dht::FirewallFn> =
             std::sync::Arc::new(move |key, _, _| *key != bad);
@@ -188,7 +208,12 @@ pub async fn listen(args: ListenArgs) -> Result<(), String> {
 pub async fn relay(args: RelayArgs) -> Result<(), String> {
     let out = Out { json: args.json };
     let kp = key_pair(&args.seed)?;
-    let dht = start(&args.bootstrap, false, args.host).await?;
+    let reachable = if args.public {
+        Reachable::Known
+    } else {
+        Reachable::Learn
+    };
+    let dht = start(&args.bootstrap, reachable, args.host).await?;
     let relay = dht
         .serve_relay(&kp)
         .await
@@ -267,7 +292,12 @@ pub async fn connect(args: ConnectArgs) -> Result<(), String> {
     let out = Out { json: args.json };
     let server_key = key32(&args.key, "KEY")?;
     let kp = key_pair(&args.seed)?;
-    let dht = start(&args.bootstrap, args.firewalled, None).await?;
+    let reachable = if args.firewalled {
+        Reachable::Never
+    } else {
+        Reachable::Learn
+    };
+    let dht = start(&args.bootstrap, reachable, None).await?;
     let relay_through = args
         .relay_through
         .as_deref()

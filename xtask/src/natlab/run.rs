@@ -263,6 +263,8 @@ fn start_relay(which: Impl, dir: &Path, bootstrap: &str) -> Result<Proc, NatlabE
                 seed,
                 "--host".into(),
                 RELAY_IP.into(),
+                // See lab-peer.js: the relay stands for a public server.
+                "--public".into(),
             ],
         ),
     };
