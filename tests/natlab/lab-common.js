@@ -54,4 +54,4 @@ function hex32 (s, what) {
   return Buffer.from(s, 'hex')
 }
 
-module.exports = { dht: interop('hyperdht'), log, fail, emit, parseArgs, parseLabAddrs, hex32 }
+module.exports = { dht: interop('hyperdht'), interop, log, fail, emit, parseArgs, parseLabAddrs, hex32 }

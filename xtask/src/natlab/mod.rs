@@ -8,6 +8,11 @@
 //! names are invisible to (and cannot collide with) anything else on the host, and when the
 //! run ends, however it ends, the kernel drops the mounts, the processes and with them the
 //! lab's network namespaces. The inner process also runs `natlab.sh down` itself.
+//!
+//! A pairing with `+relay` (`consistent-random+relay`) also runs a blind relay in the lab's
+//! internet (198.18.0.10) and the client names it as `relayThrough`: the connection opens
+//! through the relay when it wins, and the client reports whether and when the stream moved
+//! to a direct path afterwards (the path column of the report).
 
 mod lab;
 mod report;
@@ -39,9 +44,13 @@ const DEFAULT_PAIRINGS: &[&str] = &[
     "public-random",
     "firewalled-random",
     "random-random",
+    "random-random+relay",
+    "consistent-random+relay",
 ];
-/// hyperdht refuses to punch two randomising NATs, and the lab has no relay.
+/// hyperdht refuses to punch two randomising NATs; without a relay that pairing fails.
 const UNPUNCHABLE: &str = "random-random";
+/// The same with a relay: connects, and only through the relay.
+const RELAY_ONLY: &str = "random-random+relay";
 const ALL_MIXES: &[&str] = &["rs-rs", "rs-js", "js-rs", "js-js"];
 const DEFAULT_RUNS: u32 = 3;
 /// hyperdht gives up random probing after about 35 s; the slowest JS birthday punch
@@ -57,17 +66,21 @@ const RUN_SLACK: Duration = Duration::from_secs(90);
 
 const USAGE: &str = "\
 usage: cargo xtask natlab [PAIRING...] [--runs N] [--impl MIX,...] [--dht js|rs]
-                          [--extra-hops N] [--timeout SEC] [--report]
+                          [--relay js|rs] [--extra-hops N] [--timeout SEC] [--report]
        cargo xtask natlab --ci
        cargo xtask natlab --report-from FILE...
 
-  PAIRING    CLIENTNAT-SERVERNAT, modes public firewalled consistent random
+  PAIRING    CLIENTNAT-SERVERNAT[+relay], modes public firewalled consistent random;
+             +relay: a blind relay in the lab's internet, named by the client
              (default: consistent-consistent consistent-random random-consistent
-              public-random firewalled-random random-random)
+              public-random firewalled-random random-random random-random+relay
+              consistent-random+relay)
   --impl     client-server implementations: rs-rs,rs-js,js-rs,js-js (default: all)
   --dht      implementation of the three bootstrap nodes (default: js)
+  --relay    implementation of the blind relay of +relay pairings (default: rs)
   --report   print the summary table after the runs
   --ci       one run per pairing and mix; random-random must fail, the rest connect
+             (random-random+relay through the relay)
 ";
 
 /// Why natlab could not do its job (as opposed to a run that failed to connect, which is
@@ -168,6 +181,25 @@ impl Impl {
     }
 }
 
+/// A pairing: the client's NAT, the server's, and whether a blind relay is offered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Pairing {
+    a: Mode,
+    b: Mode,
+    relay: bool,
+}
+
+impl Pairing {
+    fn parse(s: &str) -> Result<Pairing, NatlabError> {
+        let (modes, relay) = match s.strip_suffix("+relay") {
+            Some(m) => (m, true),
+            None => (s, false),
+        };
+        let (a, b) = parse_pair(modes, Mode::parse)?;
+        Ok(Pairing { a, b, relay })
+    }
+}
+
 fn parse_pair<T>(
     s: &str,
     parse: fn(&str) -> Result<T, NatlabError>,
@@ -180,10 +212,12 @@ fn parse_pair<T>(
 
 /// The parsed command line.
 struct Options {
-    pairings: Vec<(Mode, Mode)>,
+    pairings: Vec<Pairing>,
     mixes: Vec<(Impl, Impl)>,
     runs: u32,
     dht: Impl,
+    /// Implementation of the relay in `+relay` pairings.
+    relay: Impl,
     extra_hops: u32,
     timeout_s: u64,
     report: bool,
@@ -204,6 +238,7 @@ fn parse_options(args: &[String]) -> Result<Options, NatlabError> {
         mixes: Vec::new(),
         runs: DEFAULT_RUNS,
         dht: Impl::Js,
+        relay: Impl::Rs,
         extra_hops: 0,
         timeout_s: DEFAULT_TIMEOUT_S,
         report: false,
@@ -231,6 +266,12 @@ fn parse_options(args: &[String]) -> Result<Options, NatlabError> {
                         .ok_or_else(|| NatlabError::Usage("--dht needs js or rs".into()))?,
                 )?
             }
+            "--relay" => {
+                o.relay = Impl::parse(
+                    it.next()
+                        .ok_or_else(|| NatlabError::Usage("--relay needs js or rs".into()))?,
+                )?
+            }
             "--report" => o.report = true,
             "--ci" => o.ci = true,
             "--report-from" => {
@@ -240,12 +281,12 @@ fn parse_options(args: &[String]) -> Result<Options, NatlabError> {
             a if a.starts_with('-') => {
                 return Err(NatlabError::Usage(format!("unknown option `{a}`")))
             }
-            a => o.pairings.push(parse_pair(a, Mode::parse)?),
+            a => o.pairings.push(Pairing::parse(a)?),
         }
     }
     if o.pairings.is_empty() {
         for p in DEFAULT_PAIRINGS {
-            o.pairings.push(parse_pair(p, Mode::parse)?);
+            o.pairings.push(Pairing::parse(p)?);
         }
     }
     if o.mixes.is_empty() {
@@ -282,8 +323,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
 }
 
 /// The reduced matrix for CI: every default pairing once per implementation mix, with a JS
-/// DHT. A pairing of two random NATs cannot be punched (hyperdht refuses, and there is no
-/// relay in the lab), so there the check is that it fails cleanly; all others must connect.
+/// DHT. A pairing of two random NATs cannot be punched (hyperdht refuses), so without a
+/// relay the check is that it fails cleanly; all others must connect, `random-random+relay`
+/// through the relay (its path must not claim to be direct).
 ///
 /// Call it from `xtask/src/ci.rs` like the other checks.
 pub fn ci() -> Result<(), String> {
@@ -301,19 +343,7 @@ pub fn ci() -> Result<(), String> {
     print!("{}", report::table(&report::summarize(&results)));
     let unexpected: Vec<String> = results
         .iter()
-        .filter(|r| r.connected == (r.pairing == UNPUNCHABLE))
-        .map(|r| {
-            format!(
-                "{} {}: {}",
-                r.pairing,
-                r.mix,
-                match (&r.error, r.connected) {
-                    (_, true) => "connected, expected to fail".to_string(),
-                    (Some(e), false) => e.clone(),
-                    (None, false) => "not connected".to_string(),
-                }
-            )
-        })
+        .filter_map(|r| ci_verdict(r).map(|why| format!("{} {}: {why}", r.pairing, r.mix)))
         .collect();
     println!(
         "natlab ci: {} runs, {} as expected, {:.0} s",
@@ -328,6 +358,19 @@ pub fn ci() -> Result<(), String> {
     }
 }
 
+/// What is wrong with a CI run, if anything.
+fn ci_verdict(r: &RunResult) -> Option<String> {
+    let expect_connect = r.pairing != UNPUNCHABLE;
+    match (r.connected, expect_connect) {
+        (true, false) => Some("connected, expected to fail".into()),
+        (false, true) => Some(r.error.clone().unwrap_or_else(|| "not connected".into())),
+        (true, true) if r.pairing == RELAY_ONLY && r.path.as_deref() == Some("direct") => {
+            Some("a direct path between two random NATs: the relay detection is broken".into())
+        }
+        _ => None,
+    }
+}
+
 /// `target/natlab-logs`.
 fn log_root() -> PathBuf {
     paths::target_dir().join("natlab-logs")
@@ -339,6 +382,7 @@ fn matrix(o: &Options) -> Result<Vec<RunResult>, NatlabError> {
     crate::netns::base_flags().map_err(NatlabError::Host)?;
     crate::interop::ensure_js_deps().map_err(NatlabError::Host)?;
     let needs_cli = o.dht == Impl::Rs
+        || (o.relay == Impl::Rs && o.pairings.iter().any(|p| p.relay))
         || o.mixes
             .iter()
             .any(|(c, s)| *c == Impl::Rs || *s == Impl::Rs);
@@ -352,12 +396,13 @@ fn matrix(o: &Options) -> Result<Vec<RunResult>, NatlabError> {
 
     let started = Instant::now();
     let mut results = Vec::new();
-    for &(nat_a, nat_b) in &o.pairings {
+    for pairing in &o.pairings {
         for &(client, server) in &o.mixes {
             for run in 1..=o.runs {
                 let mut spec = RunSpec {
-                    nat_a,
-                    nat_b,
+                    nat_a: pairing.a,
+                    nat_b: pairing.b,
+                    relay: pairing.relay.then_some(o.relay),
                     client,
                     server,
                     run,
@@ -376,8 +421,13 @@ fn matrix(o: &Options) -> Result<Vec<RunResult>, NatlabError> {
                     ),
                     _ => run_outer(&exe, &spec),
                 };
+                let path = match (&r.path, r.upgraded_ms) {
+                    (Some(p), Some(ms)) => format!("{p} after {ms:.0} ms"),
+                    (Some(p), None) => p.clone(),
+                    (None, _) => String::new(),
+                };
                 println!(
-                    "{:<22} {:<6} #{:<2} {:<4} {:>9}  {}",
+                    "{:<24} {:<6} #{:<2} {:<4} {:>9}  {:<9} {}",
                     r.pairing,
                     r.mix,
                     r.run,
@@ -385,6 +435,7 @@ fn matrix(o: &Options) -> Result<Vec<RunResult>, NatlabError> {
                     r.connect_ms
                         .map(|m| format!("{m:.0} ms"))
                         .unwrap_or_default(),
+                    path,
                     r.error.as_deref().unwrap_or("")
                 );
                 results.push(r);
@@ -512,5 +563,52 @@ fn private_netns_dir() -> Result<(), NatlabError> {
         Err(NatlabError::Host(format!(
             "mounting a private /run/netns failed ({status})"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairings_parse_with_and_without_relay() {
+        let p = Pairing::parse("consistent-random+relay").expect("pairing");
+        assert_eq!((p.a, p.b, p.relay), (Mode::Consistent, Mode::Random, true));
+        let p = Pairing::parse("random-random").expect("pairing");
+        assert!(!p.relay);
+        assert!(Pairing::parse("random-random+relais").is_err());
+        assert!(Pairing::parse("random+relay").is_err());
+        for p in DEFAULT_PAIRINGS {
+            Pairing::parse(p).expect("default pairing");
+        }
+    }
+
+    #[test]
+    fn ci_expects_the_relay_to_carry_random_random() {
+        let record = |pairing: &str, connected: bool, path: &str| {
+            let spec = RunSpec {
+                nat_a: Mode::Random,
+                nat_b: Mode::Random,
+                relay: None,
+                client: Impl::Rs,
+                server: Impl::Rs,
+                run: 1,
+                dht: Impl::Js,
+                extra_hops: 0,
+                timeout_s: 1,
+                log_dir: PathBuf::new(),
+            };
+            let mut r = spec.failed("x".into(), Duration::ZERO);
+            r.pairing = pairing.into();
+            r.connected = connected;
+            r.path = Some(path.into());
+            r
+        };
+        assert!(ci_verdict(&record(UNPUNCHABLE, false, "direct")).is_none());
+        assert!(ci_verdict(&record(UNPUNCHABLE, true, "direct")).is_some());
+        assert!(ci_verdict(&record(RELAY_ONLY, true, "relayed")).is_none());
+        assert!(ci_verdict(&record(RELAY_ONLY, true, "direct")).is_some());
+        assert!(ci_verdict(&record(RELAY_ONLY, false, "relayed")).is_some());
+        assert!(ci_verdict(&record("consistent-random+relay", true, "upgraded")).is_none());
     }
 }

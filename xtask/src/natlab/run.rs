@@ -1,6 +1,9 @@
 //! One run, inside its private mount and PID namespaces: fresh lab, fresh DHT of three
 //! bootstrap nodes in the lab's internet, an echo server in B, a client in A that pushes
-//! 64 KiB through it. Everything it starts dies with it: `Proc` kills on drop, `Lab` tears
+//! 64 KiB through it; `+relay` pairings add a blind relay in the lab's internet, which the
+//! client names, and then the client streams until its connection runs directly (or
+//! [`UNTIL_DIRECT_S`] pass), so the echo check covers bytes sent across the move off the
+//! relay. Everything it starts dies with it: `Proc` kills on drop, `Lab` tears
 //! down on drop, and the kernel removes whatever is left when the PID namespace ends.
 
 use std::path::{Path, PathBuf};
@@ -18,6 +21,13 @@ use crate::paths;
 /// The bootstrap nodes' addresses (on lo of the lab's internet namespace).
 const BOOT_IPS: [&str; 3] = ["198.18.0.1", "198.18.0.2", "198.18.0.3"];
 const BOOT_PORT: u16 = 49737;
+/// The blind relay's address: the spare address of the lab's internet, used by nothing else,
+/// so a stream whose remote host is this one runs through the relay.
+const RELAY_IP: &str = "198.18.0.10";
+/// How long a `+relay` client waits for its relayed stream to move to a direct path. The
+/// slowest birthday punches measured in the lab took 25-35 s; this catches most of them
+/// and keeps a CI run (45 s per client) short.
+const UNTIL_DIRECT_S: u64 = 30;
 /// What the client pushes through the echo.
 const ECHO_BYTES: u64 = 64 * 1024;
 /// A fresh three-node DHT and a listener announcing on it take well under a second here.
@@ -32,6 +42,10 @@ const CLIENT_EXIT_GRACE: Duration = Duration::from_secs(10);
 pub struct RunSpec {
     pub nat_a: Mode,
     pub nat_b: Mode,
+    /// A blind relay of this implementation runs in the lab's internet and the client names
+    /// it (`+relay` pairings).
+    #[serde(default)]
+    pub relay: Option<Impl>,
     pub client: Impl,
     pub server: Impl,
     pub run: u32,
@@ -44,7 +58,16 @@ pub struct RunSpec {
 
 impl RunSpec {
     pub fn pairing(&self) -> String {
-        format!("{}-{}", self.nat_a.name(), self.nat_b.name())
+        let relay = if self.relay.is_some() { "+relay" } else { "" };
+        format!("{}-{}{relay}", self.nat_a.name(), self.nat_b.name())
+    }
+
+    /// Whether the client waits for its connection to leave the relay: not where no punch
+    /// can succeed (hyperdht refuses two randomising NATs), which would only wait out the
+    /// time.
+    fn until_direct(&self) -> Option<u64> {
+        let punchable = !(self.nat_a == Mode::Random && self.nat_b == Mode::Random);
+        (self.relay.is_some() && punchable).then_some(UNTIL_DIRECT_S)
     }
 
     pub fn mix(&self) -> String {
@@ -58,6 +81,7 @@ impl RunSpec {
             mix: self.mix(),
             run: self.run,
             dht: self.dht.name().into(),
+            relay: self.relay.map(|r| r.name().into()),
             extra_hops: self.extra_hops,
             connected: false,
             connect_ms: None,
@@ -67,6 +91,11 @@ impl RunSpec {
             server_nat: None,
             client_punches: None,
             server_punches: None,
+            path: None,
+            upgraded_ms: None,
+            echoed_bytes: None,
+            server_upgraded_ms: None,
+            relay_pairings: None,
             log_dir: self.log_dir.display().to_string(),
             took_s: took.as_secs_f64(),
         }
@@ -97,6 +126,18 @@ fn attempt(spec: &RunSpec, result: &mut RunResult) -> Result<(), NatlabError> {
     let bootstrap = bootstrap.join(",");
 
     let mut dht = start_dht(spec.dht, dir)?;
+    let mut relay = match spec.relay {
+        Some(which) => Some(start_relay(which, dir, &bootstrap)?),
+        None => None,
+    };
+    let relay_key = match relay.as_mut() {
+        Some(p) => Some(public_key(
+            "relay",
+            &p.wait_event("listening", Instant::now() + START_TIMEOUT)
+                .map_err(NatlabError::Peer)?,
+        )?),
+        None => None,
+    };
 
     let mut server = spawn(
         dir,
@@ -109,12 +150,7 @@ fn attempt(spec: &RunSpec, result: &mut RunResult) -> Result<(), NatlabError> {
         .wait_event("listening", Instant::now() + START_TIMEOUT)
         .map_err(NatlabError::Peer)?;
     result.server_nat = listening.get("nat").cloned();
-    let key = listening["public_key"]
-        .as_str()
-        .ok_or_else(|| {
-            NatlabError::Peer(format!("server: listening without public_key: {listening}"))
-        })?
-        .to_string();
+    let key = public_key("server", &listening)?;
 
     // The JS client stops itself at the timeout (and still prints its counters); the slack
     // only matters for the Rust client, which has no overall deadline of its own.
@@ -124,7 +160,7 @@ fn attempt(spec: &RunSpec, result: &mut RunResult) -> Result<(), NatlabError> {
         "client",
         "a",
         spec.client,
-        &client_args(spec, &bootstrap, &key),
+        &client_args(spec, &bootstrap, &key, relay_key.as_deref()),
     )?;
     let outcome = client.wait_for("echoed or error", Instant::now() + timeout, |v| {
         is_event(v, "echoed") || is_event(v, "error")
@@ -134,6 +170,9 @@ fn attempt(spec: &RunSpec, result: &mut RunResult) -> Result<(), NatlabError> {
             result.open_ms = v["connect_ms"].as_f64();
             result.connect_ms = v["first_byte_ms"].as_f64();
             result.connected = v["equal"] == true;
+            result.echoed_bytes = v["bytes"].as_u64();
+            result.path = v["path"].as_str().map(String::from);
+            result.upgraded_ms = v["upgraded_ms"].as_f64();
             if !result.connected {
                 result.error = Some(format!("echo differs: {v}"));
             }
@@ -157,6 +196,7 @@ fn attempt(spec: &RunSpec, result: &mut RunResult) -> Result<(), NatlabError> {
     // The conntrack entries show which mappings the punch created.
     lab.save_status(&dir.join("lab-status.log"));
     let mut stoppable: Vec<&mut Proc> = vec![&mut server];
+    stoppable.extend(relay.iter_mut());
     stoppable.extend(dht.iter_mut());
     if let Err(e) = stop_all(stoppable) {
         eprintln!("natlab: {}: stopping peers: {e}", dir.display());
@@ -164,8 +204,77 @@ fn attempt(spec: &RunSpec, result: &mut RunResult) -> Result<(), NatlabError> {
     if let Some(stats) = server.events().iter().rev().find(|v| is_event(v, "stats")) {
         result.server_punches = stats.get("punches").cloned();
     }
+    result.server_upgraded_ms = server
+        .events()
+        .iter()
+        .find(|v| is_event(v, "upgraded"))
+        .and_then(|v| v["upgraded_ms"].as_f64());
+    if let Some(relay) = &relay {
+        // The Rust relay counts pairings, the JS one reports each half it pairs.
+        let events = relay.events();
+        result.relay_pairings = Some(match events.iter().rev().find(|v| is_event(v, "paired")) {
+            Some(v) => v["pairings"].as_u64().unwrap_or(0),
+            None => events.iter().filter(|v| is_event(v, "pair")).count() as u64 / 2,
+        });
+    }
     drop(lab);
     Ok(())
+}
+
+/// The `public_key` of a `listening` event.
+fn public_key(who: &str, listening: &Value) -> Result<String, NatlabError> {
+    listening["public_key"]
+        .as_str()
+        .map(String::from)
+        .ok_or_else(|| {
+            NatlabError::Peer(format!("{who}: listening without public_key: {listening}"))
+        })
+}
+
+/// A blind relay on [`RELAY_IP`] in the lab's internet: reachable by both peers, like a
+/// relay on a public server.
+fn start_relay(which: Impl, dir: &Path, bootstrap: &str) -> Result<Proc, NatlabError> {
+    let seed = random_hex32()?;
+    let (program, args) = match which {
+        Impl::Js => (
+            "node".to_string(),
+            vec![
+                lab::dir().join("lab-peer.js").display().to_string(),
+                "relay".into(),
+                "--bootstrap".into(),
+                bootstrap.into(),
+                "--seed".into(),
+                seed,
+                "--host".into(),
+                RELAY_IP.into(),
+            ],
+        ),
+        Impl::Rs => (
+            "env".to_string(),
+            vec![
+                format!("RUST_LOG={}", rust_log()),
+                "NO_COLOR=1".into(),
+                paths::cli_binary().display().to_string(),
+                "relay".into(),
+                "--json".into(),
+                "--bootstrap".into(),
+                bootstrap.into(),
+                "--seed".into(),
+                seed,
+                "--host".into(),
+                RELAY_IP.into(),
+                // See lab-peer.js: the relay stands for a public server.
+                "--public".into(),
+            ],
+        ),
+    };
+    Proc::spawn(
+        "relay",
+        dir,
+        &lab::script(),
+        &Lab::exec_args("inet", &program, &args),
+    )
+    .map_err(NatlabError::Peer)
 }
 
 /// JS errors carry hyperdht's code, Rust ones a message.
@@ -243,9 +352,9 @@ fn server_args(server: Impl, bootstrap: &str) -> Result<Vec<String>, NatlabError
     })
 }
 
-fn client_args(spec: &RunSpec, bootstrap: &str, key: &str) -> Vec<String> {
+fn client_args(spec: &RunSpec, bootstrap: &str, key: &str, relay: Option<&str>) -> Vec<String> {
     let bytes = ECHO_BYTES.to_string();
-    match spec.client {
+    let mut args: Vec<String> = match spec.client {
         Impl::Js => vec![
             "client".into(),
             "--bootstrap".into(),
@@ -266,7 +375,18 @@ fn client_args(spec: &RunSpec, bootstrap: &str, key: &str) -> Vec<String> {
             "--bytes".into(),
             bytes,
         ],
+    };
+    if let Some(relay) = relay {
+        args.extend(["--relay-through".into(), relay.into()]);
+        if spec.client == Impl::Js {
+            // hyperdht keeps its relay state to itself; the remote host tells.
+            args.extend(["--relay-host".into(), RELAY_IP.into()]);
+        }
     }
+    if let Some(secs) = spec.until_direct() {
+        args.extend(["--until-direct".into(), secs.to_string()]);
+    }
+    args
 }
 
 /// A peer in lab namespace `ns`: `node lab-peer.js ARGS` or `hyperswarm ARGS`.
