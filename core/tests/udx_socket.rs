@@ -283,3 +283,39 @@ async fn relayed_stream_moves_to_a_direct_path_without_losing_a_byte() {
     assert_eq!(sa.closed().await, CloseReason::Ended);
     assert_eq!(sb.closed().await, CloseReason::Ended);
 }
+
+/// A relay holds what one side sends before the other side's first packet gave the relay a
+/// path to it, and passes it on at once then: the first side never has to retransmit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_holds_packets_until_the_other_side_shows_up() {
+    use hyperswarm::udx::Udx;
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let relay = Udx::new();
+    let (tx, _rx) = mpsc::channel(16);
+    let rs = relay.bind(any, tx).await.unwrap();
+    let (a, _a_rx) = socket().await;
+    let (b, _b_rx) = socket().await;
+    let (a_id, b_id) = (31, 32);
+    let ra = relay.create_stream(Config::default());
+    let rb = relay.create_stream(Config::default());
+    ra.accept_first(a_id).unwrap();
+    rb.accept_first(b_id).unwrap();
+    ra.relay_to(&rb.watch()).unwrap();
+    rb.relay_to(&ra.watch()).unwrap();
+    let mut sa = a
+        .connect(a_id, ra.id(), rs.local_addr(), Config::default())
+        .unwrap();
+    let mut sb = b
+        .connect(b_id, rb.id(), rs.local_addr(), Config::default())
+        .unwrap();
+    sa.write_all(b"from a").await.unwrap();
+    // A's packet has reached the relay (it gave A's relay stream its path); B is silent.
+    ra.connected().await.unwrap();
+    sb.write_all(b"from b").await.unwrap();
+    let mut buf = [0u8; 6];
+    sb.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"from a");
+    sa.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"from b");
+    assert_eq!(sa.stats().unwrap().retransmits, 0, "A's packet was dropped");
+}

@@ -43,6 +43,8 @@ const RECV_BATCH: usize = 256;
 const SEND_BATCH: usize = 64;
 /// How long the task sleeps when no stream has a timer (it is woken earlier by any event).
 const IDLE: Duration = Duration::from_secs(3600);
+/// Packets a relay holds for a peer whose path is not known yet.
+const HELD: usize = 16;
 /// Unreliable messages held for a reader that is not reading; newer ones are dropped.
 const MAX_MESSAGES: usize = 256;
 
@@ -79,6 +81,10 @@ struct Slot {
     /// A relaying stream (blind relay): its packets are not processed but forwarded as they
     /// are to this stream of the instance, under that stream's remote id.
     relay_to: Option<u32>,
+    /// Relayed packets for this stream's peer that came before the peer's first packet
+    /// gave the stream a path (at most [`HELD`]); sent on as soon as it has one, so the
+    /// first side's opening packets do not wait for a retransmission timeout.
+    held: Vec<Vec<u8>>,
     /// Woken when the stream gets a socket or closes.
     watchers: Vec<Waker>,
     messages: VecDeque<Vec<u8>>,
@@ -252,6 +258,7 @@ impl Slot {
             follow: None,
             first_seen: None,
             relay_to: None,
+            held: Vec::new(),
             reader: None,
             writer: None,
             watchers: Vec::new(),
@@ -516,6 +523,10 @@ fn route(me: &Me<'_>, state: &mut State, now: Instant, bytes: &[u8], from: Socke
                     };
                     match slot.accept.take() {
                         Some(remote_id) => {
+                            for mut held in std::mem::take(&mut slot.held) {
+                                held[4..8].copy_from_slice(&remote_id.to_le_bytes());
+                                let _ = here.try_send_to(&held, from);
+                            }
                             slot.socket = Some(here);
                             slot.stream.connect(remote_id, from);
                             slot.wake_all();
@@ -569,7 +580,8 @@ fn route(me: &Me<'_>, state: &mut State, now: Instant, bytes: &[u8], from: Socke
 }
 
 /// Sends a relayed packet on to stream `dest`: same bytes, with the id rewritten to the id
-/// its peer knows it by. Dropped while `dest` has no path yet (the sender retransmits).
+/// its peer knows it by. Held while `dest` has no path yet (up to [`HELD`]; beyond that
+/// dropped, and the sender retransmits).
 fn forward(state: &mut State, dest: u32, bytes: &[u8]) {
     let Some(d) = state.streams.get_mut(&dest) else {
         tracing::debug!(dest, "relay target gone");
@@ -580,7 +592,11 @@ fn forward(state: &mut State, dest: u32, bytes: &[u8]) {
         d.stream.remote_id(),
         d.stream.remote_addr(),
     ) else {
-        tracing::debug!(dest, "relay target has no path yet");
+        if d.held.len() < HELD {
+            d.held.push(bytes.to_vec());
+        } else {
+            tracing::debug!(dest, "relay target has no path yet");
+        }
         return;
     };
     let mut out = bytes.to_vec();
