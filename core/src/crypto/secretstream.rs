@@ -295,6 +295,17 @@ impl SecretStream {
         Ok(out)
     }
 
+    /// How many more bytes complete the frame whose start is buffered, if one is (and its
+    /// length is known): a reader that takes exactly that much starts its next read on a
+    /// frame boundary, and whole frames are decrypted from its buffer without a copy.
+    pub fn pending_frame_rest(&self) -> Option<usize> {
+        if self.inbox.len() < 3 {
+            return None;
+        }
+        let len = u32::from_le_bytes([self.inbox[0], self.inbox[1], self.inbox[2], 0]) as usize;
+        (3 + len).checked_sub(self.inbox.len()).filter(|n| *n > 0)
+    }
+
     /// Feeds bytes from the peer; returns the messages they completed (empty messages are
     /// keepalives and are included; callers with keepalive on skip them).
     pub fn decrypt(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, SecretStreamError> {
@@ -448,6 +459,22 @@ mod tests {
             at = end;
         }
         assert_eq!(got, sent);
+    }
+
+    /// A reader that takes what `pending_frame_rest` asks for lands on frame boundaries.
+    #[test]
+    fn pending_frame_rest_completes_the_buffered_frame() {
+        let (mut a, mut b, ha, _) = pair();
+        b.decrypt(&ha).unwrap();
+        assert_eq!(b.pending_frame_rest(), None);
+        let frame = a.encrypt(&[5u8; 1000]).unwrap();
+        assert!(b.decrypt(&frame[..2]).unwrap().is_empty());
+        assert_eq!(b.pending_frame_rest(), None, "length not known yet");
+        assert!(b.decrypt(&frame[2..400]).unwrap().is_empty());
+        assert_eq!(b.pending_frame_rest(), Some(frame.len() - 400));
+        let done = b.decrypt(&frame[400..]).unwrap();
+        assert_eq!(done, vec![vec![5u8; 1000]]);
+        assert_eq!(b.pending_frame_rest(), None);
     }
 
     #[test]

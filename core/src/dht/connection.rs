@@ -28,8 +28,8 @@ pub const KEEPALIVE: Duration = Duration::from_secs(5);
 /// Plaintext bytes encrypted into one message; large enough to amortise the per-message
 /// cost, small enough to keep the reader's latency low.
 const CHUNK: usize = 64 * 1024;
-/// Raw bytes read from the UDX stream at a time.
-const READ_CHUNK: usize = 64 * 1024;
+/// Raw bytes read from the UDX stream at a time: one whole frame of [`CHUNK`] bytes.
+const READ_CHUNK: usize = CHUNK + 3 + crate::crypto::secretstream::ABYTES;
 
 /// The framing state and ciphertext not yet taken by the UDX stream, shared with the
 /// keepalive task so its frames never land inside another frame.
@@ -203,7 +203,13 @@ impl Connection {
     /// Reads one chunk of raw bytes and decrypts what it completes into `plain`. Ready(false)
     /// at the end of the stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
-        let mut raw = ReadBuf::new(&mut self.raw);
+        let want = self
+            .shared
+            .lock()
+            .crypto
+            .pending_frame_rest()
+            .map_or(self.raw.len(), |n| n.min(self.raw.len()));
+        let mut raw = ReadBuf::new(&mut self.raw[..want]);
         ready!(Pin::new(&mut self.stream).poll_read(cx, &mut raw))?;
         if raw.filled().is_empty() {
             return Poll::Ready(Ok(false));
