@@ -19,6 +19,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::paths::run;
 use crate::{netns, paths};
 
 /// The Swift chroot's Debian release: the oldest with a `swiftlang` package.
@@ -33,15 +34,6 @@ const READY_MARKER: &str = ".hyperswarm-swift-ready";
 const JNA_JAR: &str = "/usr/share/java/jna.jar";
 /// The library uniffi generated code loads.
 const LIBRARY: &str = "libhyperswarm_uniffi.so";
-
-fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
-    let status = cmd.status().map_err(|e| format!("{what}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{what} exited with {status}"))
-    }
-}
 
 fn is_root() -> bool {
     Command::new("id")

@@ -5,19 +5,11 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::paths::run;
 use crate::{netns, paths};
 
 fn node_dir() -> PathBuf {
     paths::root().join("node")
-}
-
-fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
-    let status = cmd.status().map_err(|e| format!("{what}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{what} exited with {status}"))
-    }
 }
 
 /// `npm ci` from the committed lockfile (the pinned hyperswarm and hyperdht the interop

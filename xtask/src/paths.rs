@@ -42,3 +42,13 @@ pub fn interop_js_dir() -> PathBuf {
 pub fn cli_binary() -> PathBuf {
     target_dir().join("release").join("hyperswarm")
 }
+
+/// Runs `cmd` to completion; `what` names it in the error.
+pub fn run(cmd: &mut std::process::Command, what: &str) -> Result<(), String> {
+    let status = cmd.status().map_err(|e| format!("{what}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} exited with {status}"))
+    }
+}

@@ -15,6 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::paths::run;
 use crate::{interop, netns, paths};
 
 fn python_dir() -> PathBuf {
@@ -27,15 +28,6 @@ fn venv() -> PathBuf {
 
 fn venv_bin(tool: &str) -> PathBuf {
     venv().join("bin").join(tool)
-}
-
-fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
-    let status = cmd.status().map_err(|e| format!("{what}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{what} exited with {status}"))
-    }
 }
 
 /// The venv with maturin, pytest and pytest-asyncio; the wheel built and installed; the

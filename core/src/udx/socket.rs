@@ -749,9 +749,14 @@ impl StreamWatch {
 
     /// See [`UdxStream::connected`].
     pub async fn connected(&self) -> io::Result<SocketAddr> {
+        self.path_where(|_| true).await
+    }
+
+    /// Waits until the stream has a path that `fits`, and returns the peer's address there.
+    async fn path_where(&self, fits: impl Fn(&Slot) -> bool) -> io::Result<SocketAddr> {
         poll_fn(|cx| {
             self.with(|slot| {
-                if slot.socket.is_some() {
+                if slot.socket.is_some() && fits(slot) {
                     if let Some(addr) = slot.stream.remote_addr() {
                         return Poll::Ready(Ok(addr));
                     }
@@ -821,21 +826,7 @@ impl StreamWatch {
     /// (connected by [`StreamWatch::connect`], by an accepted first packet, or moved off a
     /// relay by the peer), and returns the peer's address. Fails if the stream closes first.
     pub async fn direct(&self) -> io::Result<SocketAddr> {
-        poll_fn(|cx| {
-            self.with(|slot| {
-                if slot.socket.is_some() && slot.follow.is_none() {
-                    if let Some(addr) = slot.stream.remote_addr() {
-                        return Poll::Ready(Ok(addr));
-                    }
-                }
-                if let Some(r) = slot.stream.is_closed() {
-                    return Poll::Ready(Err(closed_error(r)));
-                }
-                slot.watchers.push(cx.waker().clone());
-                Poll::Pending
-            })?
-        })
-        .await
+        self.path_where(|slot| slot.follow.is_none()).await
     }
 
     /// Whether the stream is on a blind relay's path (and would follow the peer off it).
