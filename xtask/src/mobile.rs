@@ -32,6 +32,9 @@ const SWIFT_MIN_FREE_BYTES: u64 = 3_500_000_000;
 const READY_MARKER: &str = ".hyperswarm-swift-ready";
 /// Debian's JNA jar, from `libjna-java`.
 const JNA_JAR: &str = "/usr/share/java/jna.jar";
+/// Where the Swift package, the library and the JS peers are copied, as seen inside the
+/// chroot (under `target/swift-chroot` outside it).
+const CHROOT_WORK: &str = "/work";
 /// The library uniffi generated code loads.
 const LIBRARY: &str = "libhyperswarm_uniffi.so";
 
@@ -357,7 +360,7 @@ fn swift() -> Result<Option<String>, String> {
         return Ok(Some(reason));
     }
     // A fresh work tree inside the chroot: the package, the library, the JS peers and node.
-    let work = root.join("work");
+    let work = root.join(CHROOT_WORK.trim_start_matches('/'));
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(work.join("lib")).map_err(|e| e.to_string())?;
     copy_tree(&paths::root().join("swift"), &work.join("swift"))?;
@@ -379,9 +382,12 @@ fn swift() -> Result<Option<String>, String> {
     in_chroot_namespaces(
         &root,
         true,
-        "cd /work/swift && swift build -q -Xlinker -L/work/lib && \
-         HYPERSWARM_INTEROP_DIR=/work/interop LD_LIBRARY_PATH=/work/lib \
-         exec .build/debug/hyperswarm-swift-tests",
+        &format!(
+            "cd {w}/swift && swift build -q -Xlinker -L{w}/lib && \
+             HYPERSWARM_INTEROP_DIR={w}/interop LD_LIBRARY_PATH={w}/lib \
+             exec .build/debug/hyperswarm-swift-tests",
+            w = CHROOT_WORK
+        ),
     )
     .map_err(|e| format!("Swift tests failed: {e}"))?;
     Ok(None)
