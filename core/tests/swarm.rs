@@ -760,21 +760,23 @@ async fn max_server_connections_closes_extra_incoming_ones() {
     assert_eq!(s.stats().server_connections, 1);
 }
 
+/// Swarm 1, configured with a blind relay (key 50's); returns it and the relay's key.
+fn relaying_client(net: &MemNet) -> (Swarm<MemNet>, [u8; 32]) {
+    let relay = key(50).public_key();
+    let options = SwarmOptions {
+        relay_through: Some(relay),
+        ..options(1)
+    };
+    (Swarm::with_network(net.clone(), key(1), options), relay)
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_peer_that_cannot_be_holepunched_is_dialled_through_the_relay() {
     let mut net = MemNet::new(LATENCY);
     net.needs_relay = true;
     let server = swarm(&net, 2);
     server.listen().await.unwrap();
-    let relay = key(50).public_key();
-    let c = Swarm::with_network(
-        net.clone(),
-        key(1),
-        SwarmOptions {
-            relay_through: Some(relay),
-            ..options(1)
-        },
-    );
+    let (c, relay) = relaying_client(&net);
     c.join_peer(server.public_key()).unwrap();
     until(&c, "connected through the relay", |s| s.connections == 1).await;
     assert_eq!(net.log(|l| l.relayed.clone()), vec![None, Some(relay)]);
@@ -795,15 +797,7 @@ async fn behind_a_random_nat_the_first_dial_uses_the_relay() {
     net.randomized = true;
     let server = swarm(&net, 2);
     server.listen().await.unwrap();
-    let relay = key(50).public_key();
-    let c = Swarm::with_network(
-        net.clone(),
-        key(1),
-        SwarmOptions {
-            relay_through: Some(relay),
-            ..options(1)
-        },
-    );
+    let (c, relay) = relaying_client(&net);
     c.join_peer(server.public_key()).unwrap();
     until(&c, "connected", |s| s.connections == 1).await;
     assert_eq!(net.log(|l| l.relayed.clone()), vec![Some(relay)]);

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use hyperswarm::udx::{CloseReason, Config, Datagram, UdxSocket};
+use hyperswarm::udx::{CloseReason, Config, Datagram, UdxSocket, UdxStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -170,24 +170,31 @@ async fn accept_first_packet_on_any_socket_then_move() {
     accepted.shutdown().await.unwrap();
 }
 
-/// A relay instance joins two peers' streams without reading them: each side connects to
-/// the relay's stream for it, and every packet goes through untouched but for the id.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn relayed_streams_carry_data_both_ways() {
-    use hyperswarm::udx::Udx;
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let relay = Udx::new();
+/// A blind relay on its own instance: one relay stream per side, each accepting the first
+/// packet of the peer stream `a_id` / `b_id` and forwarding to the other. Returns the
+/// relay's socket (keep it) and the two relay streams (`ra` for A, `rb` for B).
+async fn blind_relay(a_id: u32, b_id: u32) -> (UdxSocket, UdxStream, UdxStream) {
+    let relay = hyperswarm::udx::Udx::new();
     let (tx, _rx) = mpsc::channel(16);
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let rs = relay.bind(any, tx).await.unwrap();
-    let (a, _a_rx) = socket().await;
-    let (b, _b_rx) = socket().await;
-    let (a_id, b_id) = (11, 22);
     let ra = relay.create_stream(Config::default());
     let rb = relay.create_stream(Config::default());
     ra.accept_first(a_id).unwrap();
     rb.accept_first(b_id).unwrap();
     ra.relay_to(&rb.watch()).unwrap();
     rb.relay_to(&ra.watch()).unwrap();
+    (rs, ra, rb)
+}
+
+/// A relay instance joins two peers' streams without reading them: each side connects to
+/// the relay's stream for it, and every packet goes through untouched but for the id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_streams_carry_data_both_ways() {
+    let (a, _a_rx) = socket().await;
+    let (b, _b_rx) = socket().await;
+    let (a_id, b_id) = (11, 22);
+    let (rs, ra, rb) = blind_relay(a_id, b_id).await;
 
     // Each side connects to the relay's stream for it, as a blind-relay pair reply says.
     let mut sa = a
@@ -228,21 +235,11 @@ async fn relayed_streams_carry_data_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relayed_stream_moves_to_a_direct_path_without_losing_a_byte() {
     const PAT_LEN: u32 = 4_000_000;
-    use hyperswarm::udx::Udx;
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let relay = Udx::new();
-    let (tx, _rx) = mpsc::channel(16);
-    let rs = relay.bind(any, tx).await.unwrap();
     let (a, _a_rx) = socket().await;
     let (b, _b_rx) = socket().await;
-    let ra = relay.create_stream(Config::default());
-    let rb = relay.create_stream(Config::default());
     let sa = a.udx().create_stream(Config::default());
     let mut sb = b.udx().create_stream(Config::default());
-    ra.accept_first(sa.id()).unwrap();
-    rb.accept_first(sb.id()).unwrap();
-    ra.relay_to(&rb.watch()).unwrap();
-    rb.relay_to(&ra.watch()).unwrap();
+    let (rs, ra, rb) = blind_relay(sa.id(), sb.id()).await;
     sa.connect_relayed(&a, ra.id(), rs.local_addr(), sb.id())
         .unwrap();
     sb.connect_relayed(&b, rb.id(), rs.local_addr(), sa.id())
@@ -288,20 +285,10 @@ async fn relayed_stream_moves_to_a_direct_path_without_losing_a_byte() {
 /// path to it, and passes it on at once then: the first side never has to retransmit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_holds_packets_until_the_other_side_shows_up() {
-    use hyperswarm::udx::Udx;
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let relay = Udx::new();
-    let (tx, _rx) = mpsc::channel(16);
-    let rs = relay.bind(any, tx).await.unwrap();
     let (a, _a_rx) = socket().await;
     let (b, _b_rx) = socket().await;
     let (a_id, b_id) = (31, 32);
-    let ra = relay.create_stream(Config::default());
-    let rb = relay.create_stream(Config::default());
-    ra.accept_first(a_id).unwrap();
-    rb.accept_first(b_id).unwrap();
-    ra.relay_to(&rb.watch()).unwrap();
-    rb.relay_to(&ra.watch()).unwrap();
+    let (rs, ra, rb) = blind_relay(a_id, b_id).await;
     let mut sa = a
         .connect(a_id, ra.id(), rs.local_addr(), Config::default())
         .unwrap();
