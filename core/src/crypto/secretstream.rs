@@ -285,14 +285,26 @@ impl SecretStream {
 
     /// Encrypts one message into a frame.
     pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, SecretStreamError> {
+        let mut out = Vec::new();
+        self.encrypt_into(plaintext, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`SecretStream::encrypt`] into `out` (cleared first), so a writer can reuse one buffer.
+    pub fn encrypt_into(
+        &mut self,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SecretStreamError> {
         if plaintext.len() > MAX_MESSAGE {
             return Err(SecretStreamError::TooLarge(plaintext.len()));
         }
         let len = plaintext.len() + ABYTES;
-        let mut out = Vec::with_capacity(3 + len);
+        out.clear();
+        out.reserve(3 + len);
         out.extend_from_slice(&(len as u32).to_le_bytes()[..3]);
-        self.push.push_into(plaintext, TAG_MESSAGE, &mut out);
-        Ok(out)
+        self.push.push_into(plaintext, TAG_MESSAGE, out);
+        Ok(())
     }
 
     /// How many more bytes complete the frame whose start is buffered, if one is (and its

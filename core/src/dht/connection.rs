@@ -31,12 +31,22 @@ const CHUNK: usize = 64 * 1024;
 /// Raw bytes read from the UDX stream at a time: one whole frame of [`CHUNK`] bytes.
 const READ_CHUNK: usize = CHUNK + 3 + crate::crypto::secretstream::ABYTES;
 
-/// The framing state and ciphertext not yet taken by the UDX stream, shared with the
-/// keepalive task so its frames never land inside another frame.
+/// The framing state, shared with the keepalive task: a frame is encrypted and queued in
+/// the UDX stream under one lock, so frames never interleave.
 struct Tx {
     crypto: SecretStream,
-    out: Vec<u8>,
-    out_at: usize,
+    /// Reused for each outgoing frame.
+    frame: Vec<u8>,
+}
+
+impl Tx {
+    /// Encrypts `data` as one message and queues the frame whole in `stream`.
+    fn send(&mut self, data: &[u8], stream: &crate::udx::StreamWatch) -> io::Result<()> {
+        self.crypto
+            .encrypt_into(data, &mut self.frame)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        stream.write_whole(&self.frame)
+    }
 }
 
 struct Shared {
@@ -88,14 +98,12 @@ impl Connection {
     pub(crate) fn new(stream: UdxStream, outcome: HandshakeOutcome, public_key: [u8; 32]) -> Self {
         let header: [u8; HEADER_LEN] = rand::random();
         let (crypto, first) = SecretStream::new(&outcome, header);
-        // A fresh stream's send buffer is empty, so the header always fits whole; if the
-        // stream is already gone the reader finds out.
-        let _ = stream.write_if_idle(&first);
+        // If the stream is already gone the reader finds out.
+        let _ = stream.write_whole(&first);
         let shared = Arc::new(Shared {
             tx: Mutex::new(Tx {
                 crypto,
-                out: Vec::new(),
-                out_at: 0,
+                frame: Vec::new(),
             }),
             wrote: AtomicBool::new(true),
         });
@@ -181,22 +189,6 @@ impl Connection {
     pub fn destroy(&self) {
         self.stream.destroy();
     }
-
-    /// Pushes pending ciphertext into the UDX stream.
-    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let shared = self.shared.clone();
-        let mut tx = shared.lock();
-        while tx.out_at < tx.out.len() {
-            let n = ready!(Pin::new(&mut self.stream).poll_write(cx, &tx.out[tx.out_at..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            tx.out_at += n;
-        }
-        tx.out.clear();
-        tx.out_at = 0;
-        Poll::Ready(Ok(()))
-    }
 }
 
 impl Connection {
@@ -250,18 +242,10 @@ impl Connection {
     /// Sends `data` as one message (at most [`MAX_MESSAGE`](crate::crypto::secretstream::MAX_MESSAGE) bytes), after anything written
     /// before.
     pub async fn write_message(&mut self, data: &[u8]) -> io::Result<()> {
-        std::future::poll_fn(|cx| self.poll_drain(cx)).await?;
-        {
-            let mut tx = self.shared.lock();
-            let frame = tx
-                .crypto
-                .encrypt(data)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            tx.out = frame;
-            tx.out_at = 0;
-        }
+        std::future::poll_fn(|cx| self.stream.poll_write_ready(cx)).await?;
+        self.shared.lock().send(data, &self.stream.watch())?;
         self.shared.wrote.store(true, Ordering::Relaxed);
-        std::future::poll_fn(|cx| self.poll_drain(cx)).await
+        Ok(())
     }
 
     /// Waits for the peer's header frame: proof that the other end of the stream holds the
@@ -311,7 +295,6 @@ impl AsyncWrite for Connection {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        ready!(this.poll_drain(cx))?;
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
@@ -320,25 +303,18 @@ impl AsyncWrite for Connection {
         // (an echo that writes and then only reads would otherwise hold its last frame).
         ready!(this.stream.poll_write_ready(cx))?;
         let n = data.len().min(CHUNK);
-        {
-            let mut tx = this.shared.lock();
-            let frame = tx
-                .crypto
-                .encrypt(&data[..n])
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            this.stream.write_whole(&frame)?;
-        }
+        this.shared.lock().send(&data[..n], &this.stream.watch())?;
         this.shared.wrote.store(true, Ordering::Relaxed);
         Poll::Ready(Ok(n))
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_drain(cx)
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Every written frame is already in the UDX stream, which sends on its own.
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.poll_drain(cx))?;
         if let Some(k) = this.keepalive.take() {
             k.abort();
         }
@@ -366,23 +342,10 @@ async fn keepalive(shared: Arc<Shared>, stream: crate::udx::StreamWatch) {
         if shared.wrote.swap(false, Ordering::Relaxed) {
             continue;
         }
-        let mut tx = shared.lock();
-        if tx.out_at < tx.out.len() {
-            continue;
-        }
-        let Ok(frame) = tx.crypto.encrypt(&[]) else {
+        // Twenty bytes, queued whole even past the send buffer's bound: under the lock no
+        // other frame can land inside it.
+        if shared.lock().send(&[], &stream).is_err() {
             return;
-        };
-        // Only an idle stream gets one: the frame must not be cut in two, and a busy stream
-        // needs no keepalive. The cipher state has advanced either way, so an unsent frame
-        // would desynchronise the peer; keep it for the writer instead.
-        match stream.write_if_idle(&frame) {
-            Ok(true) => {}
-            Ok(false) => {
-                tx.out = frame;
-                tx.out_at = 0;
-            }
-            Err(_) => return,
         }
     }
 }

@@ -864,20 +864,19 @@ impl StreamWatch {
         .await
     }
 
-    /// Writes all of `data` if nothing else is waiting to be sent, without blocking; returns
-    /// whether it did. For keepalives, which only matter on an idle stream and must never be
-    /// split.
-    pub fn write_if_idle(&self, data: &[u8]) -> io::Result<bool> {
+    /// Queues all of `data` at once (see [`Stream::write_whole`](super::Stream::write_whole)),
+    /// past the send buffer's bound if need be: for a frame that must not be split, after
+    /// [`UdxStream::poll_write_ready`] (or a small one, such as a keepalive, at any time).
+    pub fn write_whole(&self, data: &[u8]) -> io::Result<()> {
         self.with(|slot| {
             if let Some(r) = slot.stream.is_closed() {
                 return Err(closed_error(r));
             }
-            if slot.stream.send_buffered() > 0 || slot.stream.is_write_ended() {
-                return Ok(false);
+            if !slot.stream.write_whole(data) {
+                return Err(io::Error::from(io::ErrorKind::BrokenPipe));
             }
-            let n = slot.stream.write(data);
             slot.poke();
-            Ok(n == data.len())
+            Ok(())
         })?
     }
 }
@@ -976,25 +975,9 @@ impl UdxStream {
         })?
     }
 
-    /// Queues all of `data` at once (see [`Stream::write_whole`](super::Stream::write_whole)):
-    /// after [`UdxStream::poll_write_ready`], for a frame that must not be split.
+    /// See [`StreamWatch::write_whole`].
     pub fn write_whole(&self, data: &[u8]) -> io::Result<()> {
-        self.with(|slot| {
-            if let Some(r) = slot.stream.is_closed() {
-                return Err(closed_error(r));
-            }
-            if !slot.stream.write_whole(data) {
-                return Err(io::Error::from(io::ErrorKind::BrokenPipe));
-            }
-            slot.poke();
-            Ok(())
-        })?
-    }
-
-    /// Writes all of `data` if nothing else is waiting to be sent (see
-    /// [`StreamWatch::write_if_idle`]).
-    pub fn write_if_idle(&self, data: &[u8]) -> io::Result<bool> {
-        self.watch().write_if_idle(data)
+        self.watch().write_whole(data)
     }
 
     /// The peer's address, once connected.
